@@ -1,0 +1,106 @@
+"""Periodic and final evaluation of the learner, logged through Lightning's logger."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_only
+
+from sqil_lightning.errors import ConfigError
+from sqil_lightning.evaluation import EvalResult, evaluate_policy
+
+MODES = ("greedy", "stochastic")
+
+
+class Evaluation(Callback):
+    """Evaluate every ``every_n_steps`` gradient steps and once more, longer, at the end of fit.
+
+    Metrics are logged as ``eval/<mode>/return``, ``eval/<mode>/success_rate`` and
+    ``eval/<mode>/episode_length``, where mode says how the policy acted: ``greedy`` (argmax Q)
+    or ``stochastic`` (sampling the Boltzmann policy the agent trains with). The final evaluation
+    is written to ``<log_dir>/result.json``.
+
+    Args:
+        every_n_steps: gradient steps between evaluations.
+        episodes: episodes per periodic evaluation.
+        final_episodes: episodes of the evaluation at the end of fit (0 skips it).
+        modes: which policies to evaluate, any of ``greedy`` and ``stochastic``.
+        seed: episode i of every evaluation starts from ``reset(seed=seed + i)``; keep it apart
+            from the demo seeds so the agent is tested on start states the demos never began at.
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 5_000,
+        episodes: int = 10,
+        final_episodes: int = 100,
+        modes: list[str] = ["greedy"],
+        seed: int = 1_000_000,
+    ) -> None:
+        unknown = [m for m in modes if m not in MODES]
+        if unknown or not modes:
+            raise ConfigError(f"Evaluation.modes = {modes} is invalid; choose one or more of {list(MODES)}")
+        if every_n_steps < 1 or episodes < 1 or final_episodes < 0:
+            raise ConfigError("Evaluation.every_n_steps and episodes must be positive, final_episodes non-negative")
+        self.every_n_steps = every_n_steps
+        self.episodes = episodes
+        self.final_episodes = final_episodes
+        self.modes = list(modes)
+        self.seed = seed
+        self.result_path: Path | None = None
+
+    def evaluate(self, trainer: Trainer, pl_module: LightningModule, episodes: int) -> dict[str, EvalResult]:
+        """Evaluate each configured mode for ``episodes`` episodes, logging the means."""
+        env_id = trainer.datamodule.hparams.env_id
+        results = {}
+        for mode in self.modes:
+            policy = pl_module.policy(greedy=mode == "greedy")
+            result = evaluate_policy(env_id, policy, episodes, self.seed)
+            results[mode] = result
+            metrics = {f"eval/{mode}/return": result.mean_return, f"eval/{mode}/episode_length": result.mean_length}
+            if result.success_rate is not None:
+                metrics[f"eval/{mode}/success_rate"] = result.success_rate
+            metrics["env_steps"] = float(trainer.datamodule.env_steps)
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
+            key = "success" if result.success_rate is not None else "return"
+            value = result.success_rate if result.success_rate is not None else result.mean_return
+            trainer.progress_bar_metrics[f"{mode}_{key}"] = round(value, 3)
+        return results
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self.evaluate(trainer, pl_module, self.episodes)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.final_episodes == 0 or trainer.interrupted:
+            return
+        results = self.evaluate(trainer, pl_module, self.final_episodes)
+        self._write_result(trainer, results)
+
+    @rank_zero_only
+    def _write_result(self, trainer: Trainer, results: dict[str, EvalResult]) -> None:
+        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.result_path = log_dir / "result.json"
+        payload = {
+            "env_id": trainer.datamodule.hparams.env_id,
+            "global_step": trainer.global_step,
+            "env_steps": trainer.datamodule.env_steps,
+            **{mode: result.to_dict() for mode, result in results.items()},
+        }
+        self.result_path.write_text(json.dumps(payload, indent=2))
+        checkpoint = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else None
+        metrics = [Path(lg.log_dir) / "metrics.csv" for lg in trainer.loggers if hasattr(lg, "log_dir") and lg.log_dir]
+        lines = [f"final evaluation over {self.final_episodes} episodes (seed {self.seed}):"]
+        for mode, result in results.items():
+            success = "" if result.success_rate is None else f", success rate {result.success_rate:.2f}"
+            lines.append(f"  {mode}: mean return {result.mean_return:.1f}{success}, mean length {result.mean_length:.0f}")
+        lines += [
+            f"checkpoint: {checkpoint or '(none written)'}",
+            f"metrics:    {', '.join(str(m) for m in metrics if m.exists()) or '(logger wrote no file)'}",
+            f"result:     {self.result_path}",
+        ]
+        print("\n".join(lines), flush=True)

@@ -1,0 +1,31 @@
+"""Add on-policy experience every k gradient steps (paper Algorithm 1, lines 5-7)."""
+
+from __future__ import annotations
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from sqil_lightning.errors import ConfigError
+
+
+class PeriodicRollout(Callback):
+    """Every ``every_n_steps`` gradient steps, the datamodule collects ``data.rollout_frames`` env
+    steps with the current Boltzmann policy into the online partition.
+
+    Args:
+        every_n_steps: k of Algorithm 1; with ``data.rollout_frames`` it sets the
+            update-to-data ratio (k / rollout_frames gradient steps per env step).
+    """
+
+    def __init__(self, every_n_steps: int = 10) -> None:
+        if every_n_steps < 1:
+            raise ConfigError(f"PeriodicRollout.every_n_steps = {every_n_steps} is invalid; it must be a positive integer")
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        if trainer.global_step % self.every_n_steps != 0:
+            return
+        datamodule = trainer.datamodule
+        episode_stats = datamodule.collect()
+        pl_module.log("env_steps", float(datamodule.env_steps), prog_bar=True)
+        if episode_stats:
+            pl_module.log_dict(episode_stats)

@@ -1,0 +1,3 @@
+from sqil_lightning.cli import main
+
+main()

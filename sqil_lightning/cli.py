@@ -1,0 +1,92 @@
+"""Command line: `fit`/`validate`/`test` through LightningCLI, and `demos` to make or inspect demos."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+
+from callbacks import Evaluation, PeriodicRollout
+
+from sqil_lightning.datamodule import SQILDataModule
+from sqil_lightning.demos import DemoSet
+from sqil_lightning.envs import env_spaces
+from sqil_lightning.errors import UserInputError
+from sqil_lightning.experts import EXPERTS, expert_env_id, generate_expert_demos
+
+
+class SQILCLI(LightningCLI):
+    """LightningCLI with the links between model and data that SQIL needs."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        # The callbacks every SQIL run needs get config sections of their own (`rollout:`,
+        # `evaluation:`, `checkpoint:`), so `--evaluation.episodes 20` works on the command line.
+        parser.add_lightning_class_args(PeriodicRollout, "rollout")
+        parser.add_lightning_class_args(Evaluation, "evaluation")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # The absorbing-state reward r/(1-γ) is computed with the model's own γ.
+        parser.link_arguments("model.init_args.gamma", "data.gamma")
+        # Network input/output sizes come from the env, not from the user.
+        parser.link_arguments("data", "model.init_args.observation_shape", lambda d: d.observation_shape, apply_on="instantiate")
+        parser.link_arguments("data", "model.init_args.num_actions", lambda d: d.num_actions, apply_on="instantiate")
+
+
+def lightning_main(args: Sequence[str] | None = None, run: bool = True) -> SQILCLI:
+    """`python -m sqil_lightning fit --config conf/lunarlander.yaml` and friends."""
+    return SQILCLI(
+        datamodule_class=SQILDataModule,
+        subclass_mode_model=True,
+        parser_kwargs={"parser_mode": "omegaconf"},
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+    )
+
+
+def demos_main(args: Sequence[str]) -> None:
+    """`python -m sqil_lightning demos generate|inspect …`."""
+    parser = argparse.ArgumentParser(prog="python -m sqil_lightning demos", description="Make or inspect demo files.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="record episodes of a built-in expert into a demo file")
+    gen.add_argument("--expert", required=True, choices=sorted(EXPERTS))
+    gen.add_argument("--episodes", type=int, default=100)
+    gen.add_argument("--seed", type=int, default=0, help="episode i starts from reset(seed=SEED+i)")
+    gen.add_argument("--out", required=True, help="path of the .npz demo file to write")
+    ins = sub.add_parser("inspect", help="validate a demo file and print what it holds")
+    ins.add_argument("path")
+    ins.add_argument("--env-id", help="also check the demos against this env's spaces")
+    ns = parser.parse_args(list(args))
+    if ns.command == "generate":
+        demos = generate_expert_demos(ns.expert, ns.episodes, ns.seed, ns.out)
+        print(f"wrote {ns.out}")
+    else:
+        demos = DemoSet.load(ns.path)
+        if ns.env_id:
+            demos.check_against(env_spaces(ns.env_id), ns.env_id, source=f"demo file {ns.path}")
+    _print_demo_summary(demos)
+
+
+def _print_demo_summary(demos: DemoSet) -> None:
+    returns = demos.episode_returns()
+    print(f"  metadata:     {demos.metadata}")
+    print(f"  transitions:  {len(demos)} in {demos.num_episodes} episodes")
+    print(f"  observation:  {demos.observations.shape[1:]} {demos.observations.dtype}")
+    print(f"  action:       {demos.actions.shape[1:]} {demos.actions.dtype}")
+    print(f"  terminated:   {int(demos.terminated.sum())} episodes, truncated: {int(demos.truncated.sum())}")
+    print(f"  env return:   mean {returns.mean():.1f}, min {returns.min():.1f}, max {returns.max():.1f}")
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Entry point of `python -m sqil_lightning`; user mistakes exit with one line, not a traceback."""
+    argv = list(sys.argv[1:] if args is None else args)
+    try:
+        if argv and argv[0] == "demos":
+            demos_main(argv[1:])
+        else:
+            lightning_main(argv)
+    except UserInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,197 @@
+"""The SQIL DataModule: env, collector and the pinned-demo replay buffer.
+
+Data flow: demos → relabelled (reward r) → pinned demo partition; collector (current policy) →
+relabelled (reward 0) → online partition; `BalancedBatches` → Lightning's fit loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from lightning.pytorch import LightningDataModule
+from tensordict import TensorDictBase
+from torchrl.collectors import Collector
+from torchrl.envs import EnvBase
+
+from sqil_lightning.demos import DemoSet
+from sqil_lightning.errors import ConfigError
+from sqil_lightning.envs import env_spaces, has_success, make_env
+from sqil_lightning.experts import expert_env_id, generate_expert_demos
+from sqil_lightning.replay import (
+    BalancedBatches,
+    make_sqil_buffer,
+    relabel_demo_rewards,
+    relabel_online_rewards,
+)
+
+log = logging.getLogger(__name__)
+
+
+class SQILDataModule(LightningDataModule):
+    """Env, collector and replay for SQIL.
+
+    Args:
+        env_id: gymnasium env id.
+        demo_path: demo file (.npz, see `sqil_lightning.demos`). Default:
+            ``demos/<env_id>_<demo_expert>_<demo_episodes>.npz``.
+        demo_expert: built-in expert that generates the demo file on first use when it is missing
+            (e.g. ``lunarlander_scripted``); ``null`` means the file must exist.
+        demo_episodes: episodes the expert records when it generates demos.
+        demo_seed: episode i of the demos starts from ``reset(seed=demo_seed + i)``.
+        demo_reward: the constant reward r of demo transitions (paper Algorithm 1).
+        absorbing_reward: give demo transitions into a terminal state r/(1-γ) (paper sec. 3.3).
+        gamma: discount, linked from ``model.gamma`` (the absorbing reward needs it).
+        demo_fraction: exact fraction of demo rows in every batch (paper: balanced, 0.5).
+        batch_size: transitions per gradient step.
+        online_capacity: size of the online partition; the oldest agent transitions go first.
+        initial_frames: agent env steps collected before the first gradient step.
+        rollout_frames: env steps each `PeriodicRollout` adds.
+        sample_chunk: batches drawn per buffer `sample()` call (a speed knob, see `BalancedBatches`).
+        seed: seed of the training env.
+    """
+
+    def __init__(
+        self,
+        env_id: str = "LunarLander-v3",
+        demo_path: str | None = None,
+        demo_expert: str | None = "lunarlander_scripted",
+        demo_episodes: int = 100,
+        demo_seed: int = 0,
+        demo_reward: float = 1.0,
+        absorbing_reward: bool = False,
+        gamma: float = 0.99,
+        demo_fraction: float = 0.5,
+        batch_size: int = 256,
+        online_capacity: int = 100_000,
+        initial_frames: int = 1_000,
+        rollout_frames: int = 10,
+        sample_chunk: int = 10,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < demo_fraction < 1.0:
+            raise ConfigError(f"data.demo_fraction = {demo_fraction} is invalid; it must lie in (0, 1)")
+        for name, value in (
+            ("demo_episodes", demo_episodes),
+            ("batch_size", batch_size),
+            ("online_capacity", online_capacity),
+            ("initial_frames", initial_frames),
+            ("rollout_frames", rollout_frames),
+            ("sample_chunk", sample_chunk),
+        ):
+            if value < 1:
+                raise ConfigError(f"data.{name} = {value} is invalid; it must be a positive integer")
+        if demo_expert is not None and expert_env_id(demo_expert) != env_id:
+            raise ConfigError(
+                f"data.demo_expert = {demo_expert!r} acts in {expert_env_id(demo_expert)}, not data.env_id = {env_id!r}"
+            )
+        self.save_hyperparameters()
+        self.spaces = env_spaces(env_id)
+        self.env_steps = 0
+        self.buffer = None
+        self._batches: BalancedBatches | None = None
+        self._collector: Collector | None = None
+        self._collector_iter: Iterator[TensorDictBase] | None = None
+        self._recent_returns: deque[float] = deque(maxlen=20)
+        self._recent_successes: deque[bool] = deque(maxlen=20)
+
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        return tuple(self.spaces.observation_shape)
+
+    @property
+    def num_actions(self) -> int:
+        if not self.spaces.discrete:
+            raise ConfigError(f"data.env_id = {self.hparams.env_id!r} has continuous actions; the soft-Q module needs discrete ones")
+        return int(self.spaces.num_actions)
+
+    @property
+    def resolved_demo_path(self) -> Path:
+        hp = self.hparams
+        if hp.demo_path is not None:
+            return Path(hp.demo_path)
+        return Path("demos") / f"{hp.env_id}_{hp.demo_expert}_{hp.demo_episodes}.npz"
+
+    def load_demos(self) -> DemoSet:
+        """The demo file, generated by ``demo_expert`` if missing, checked against the env."""
+        hp = self.hparams
+        path = self.resolved_demo_path
+        if not path.exists() and hp.demo_expert is not None:
+            log.info("generating %d %s demo episodes into %s", hp.demo_episodes, hp.demo_expert, path)
+            generate_expert_demos(hp.demo_expert, hp.demo_episodes, hp.demo_seed, path)
+        demos = DemoSet.load(path)
+        demos.check_against(self.spaces, hp.env_id, source=f"demo file {path}")
+        return demos
+
+    def prepare_data(self) -> None:
+        # Runs once per node before any `setup`: generate the demo file here, not in every rank.
+        self.load_demos()
+
+    def setup(self, stage: str) -> None:
+        if self.buffer is not None:
+            return
+        hp = self.hparams
+        demos = relabel_demo_rewards(self.load_demos().to_tensordict(), hp.demo_reward, hp.gamma, hp.absorbing_reward)
+        self.buffer = make_sqil_buffer(demos, hp.online_capacity, hp.demo_fraction, hp.batch_size)
+        self._batches = BalancedBatches(self.buffer, hp.batch_size, hp.sample_chunk)
+
+    def make_env(self, seed: int) -> EnvBase:
+        """A fresh env of the configured task (for evaluation and rollouts)."""
+        return make_env(self.hparams.env_id, seed=seed)
+
+    def train_dataloader(self) -> BalancedBatches:
+        # The collector is built here, after the model is on its device, and acts with the
+        # module's own Q-network, so rollouts always use the latest weights.
+        hp = self.hparams
+        policy = self.trainer.lightning_module.policy(greedy=False)
+        self._collector = Collector(
+            self.make_env(hp.seed),
+            policy,
+            frames_per_batch=hp.rollout_frames,
+            total_frames=-1,
+            policy_device=self.trainer.lightning_module.device,
+            storing_device="cpu",
+        )
+        self._collector_iter = iter(self._collector)
+        while self.env_steps < hp.initial_frames:
+            self.collect()
+        return self._batches
+
+    def collect(self) -> dict[str, float]:
+        """Add ``rollout_frames`` on-policy env steps to the online partition (Algorithm 1, line 6).
+
+        Returns statistics of the episodes that ended in these steps (empty if none ended).
+        """
+        batch = next(self._collector_iter)
+        self.buffer.extend(relabel_online_rewards(batch))
+        self._batches.invalidate()
+        self.env_steps += batch.numel()
+        done = batch["next", "done"].reshape(-1)
+        if not done.any():
+            return {}
+        self._recent_returns.extend(batch["next", "episode_reward"].reshape(-1)[done].tolist())
+        if has_success(self.hparams.env_id):
+            self._recent_successes.extend(batch["next", "success"].reshape(-1)[done].bool().tolist())
+        return self.rollout_statistics()
+
+    def rollout_statistics(self) -> dict[str, float]:
+        """Mean return (and success rate) of the last 20 training episodes."""
+        stats = {"train/episode_return": sum(self._recent_returns) / len(self._recent_returns)}
+        if self._recent_successes:
+            stats["train/success_rate"] = sum(self._recent_successes) / len(self._recent_successes)
+        return stats
+
+    def teardown(self, stage: str) -> None:
+        if self._collector is not None:
+            self._collector.shutdown()
+            self._collector = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"env_steps": self.env_steps}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.env_steps = int(state_dict["env_steps"])

@@ -1,0 +1,105 @@
+"""Environment factory: gymnasium envs wrapped by TorchRL, with a task's success signal.
+
+Every env the project steps goes through `make_env`, so training, evaluation and demo recording
+see the same observations, action encoding (integer indices for discrete actions) and `success`
+key.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+from torchrl.envs import EnvBase, GymWrapper, RewardSum, TransformedEnv
+from torchrl.envs.libs.gym import default_info_dict_reader
+
+from sqil_lightning.demos import EnvSpaces
+from sqil_lightning.errors import UserInputError
+
+
+class EnvIdError(UserInputError):
+    """The configured env id is not a registered gymnasium env."""
+
+
+class LunarLanderSuccess(gym.Wrapper):
+    """Adds ``info["success"]``: the lander came to rest between the flags, intact and in bounds.
+
+    gymnasium's `LunarLander-v3` ends an episode either when the lander body crashes or leaves the
+    screen (``game_over`` or ``|x| >= 1``) or when it falls asleep at rest. Only a rest inside the
+    helipad counts: the flags stand at x = ±0.2 in the normalised observation.
+    """
+
+    HELIPAD_HALF_WIDTH = 0.2
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        info["success"] = np.bool_(False)
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lander = self.env.unwrapped
+        landed = terminated and not lander.game_over and not lander.lander.awake
+        info["success"] = np.bool_(landed and abs(float(obs[0])) <= self.HELIPAD_HALF_WIDTH)
+        return obs, reward, terminated, truncated, info
+
+
+# Task-specific success definitions, keyed by the env id's name without its version.
+SUCCESS_WRAPPERS: dict[str, Callable[[gym.Env], gym.Wrapper]] = {
+    "LunarLander": LunarLanderSuccess,
+}
+
+
+def _success_wrapper(env_id: str) -> Callable[[gym.Env], gym.Wrapper] | None:
+    return SUCCESS_WRAPPERS.get(env_id.split("-v")[0])
+
+
+def has_success(env_id: str) -> bool:
+    """Whether the project defines success for this env (else only return is reported)."""
+    return _success_wrapper(env_id) is not None
+
+
+def make_gym_env(env_id: str, **kwargs) -> gym.Env:
+    """`gymnasium.make` with a clear error for an unknown id and the task's success wrapper."""
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.Error as err:
+        known = sorted(k for k in gym.registry if "-v" in k and "/" not in k)
+        raise EnvIdError(
+            f"unknown env id {env_id!r} ({err}); valid ids include {', '.join(known[:12])}, …"
+        ) from None
+    wrapper = _success_wrapper(env_id)
+    return wrapper(env) if wrapper is not None else env
+
+
+def make_env(env_id: str, seed: int | None = None, device: str = "cpu") -> EnvBase:
+    """A TorchRL env: integer actions, `success` read from info, and `episode_reward` summed."""
+    base = GymWrapper(make_gym_env(env_id), categorical_action_encoding=True, device=device)
+    if has_success(env_id):
+        base.set_info_dict_reader(default_info_dict_reader(["success"]))
+    env = TransformedEnv(base, RewardSum())
+    if seed is not None:
+        env.set_seed(seed)
+    return env
+
+
+def env_spaces(env_id: str) -> EnvSpaces:
+    """Observation shape and action space of an env, read from gymnasium without stepping it."""
+    env = make_gym_env(env_id)
+    try:
+        obs_space, act_space = env.observation_space, env.action_space
+    finally:
+        env.close()
+    if not isinstance(obs_space, gym.spaces.Box):
+        raise EnvIdError(f"env {env_id!r}: observation space {obs_space} is not a Box; only Box observations are supported")
+    if isinstance(act_space, gym.spaces.Discrete):
+        return EnvSpaces(observation_shape=tuple(obs_space.shape), num_actions=int(act_space.n))
+    if isinstance(act_space, gym.spaces.Box):
+        return EnvSpaces(
+            observation_shape=tuple(obs_space.shape),
+            action_shape=tuple(act_space.shape),
+            action_low=np.asarray(act_space.low),
+            action_high=np.asarray(act_space.high),
+        )
+    raise EnvIdError(f"env {env_id!r}: action space {act_space} is neither Discrete nor Box")

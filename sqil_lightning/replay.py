@@ -1,0 +1,105 @@
+"""The SQIL replay rule (paper Algorithm 1) around TorchRL's offline-to-online buffer.
+
+Demo transitions get the constant reward r and sit in a pinned partition that is never written
+to again; the agent's own transitions get reward 0 and go to a fixed-capacity online partition.
+Every sampled batch holds exactly ``demo_fraction`` demo rows. ``is_demo`` marks each row so the
+loss can weight the two partitions by λ_samp.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import LazyTensorStorage, OfflineToOnlineReplayBuffer, RandomSampler, ReplayBuffer
+
+# The keys a transition needs for soft Bellman backups; everything else a collector adds is dropped.
+TRANSITION_KEYS = (
+    "observation",
+    "action",
+    "is_demo",
+    ("next", "observation"),
+    ("next", "reward"),
+    ("next", "terminated"),
+    ("next", "truncated"),
+    ("next", "done"),
+)
+
+
+def relabel_demo_rewards(demos: TensorDictBase, reward: float, gamma: float, absorbing: bool) -> TensorDict:
+    """Demo rows get reward r; with ``absorbing``, transitions into a terminal state get r/(1-γ).
+
+    The absorbing-state reward (paper sec. 3.3) stands for the infinite stream of rewarding
+    absorbing steps a true terminal would be followed by, so ending an episode the way the expert
+    did is not worse than stalling to collect r forever.
+    """
+    if absorbing and gamma >= 1.0:
+        raise ValueError("absorbing-state reward r/(1-gamma) needs gamma < 1")
+    terminated = demos["next", "terminated"]
+    value = torch.full(terminated.shape, float(reward))
+    if absorbing:
+        value = torch.where(terminated, torch.full_like(value, reward / (1.0 - gamma)), value)
+    out = demos.clone(False)
+    out["next", "reward"] = value
+    out["is_demo"] = torch.ones(demos.batch_size, dtype=torch.bool)
+    return out.select(*TRANSITION_KEYS)
+
+
+def relabel_online_rewards(batch: TensorDictBase) -> TensorDict:
+    """The agent's own rows get reward 0, whatever the env paid."""
+    out = batch.clone(False)
+    out["next", "reward"] = torch.zeros_like(batch["next", "reward"])
+    out["is_demo"] = torch.zeros(batch.batch_size, dtype=torch.bool)
+    return out.select(*TRANSITION_KEYS)
+
+
+def make_sqil_buffer(
+    demos: TensorDictBase, online_capacity: int, demo_fraction: float, batch_size: int
+) -> OfflineToOnlineReplayBuffer:
+    """A buffer whose demo partition holds ``demos`` (already relabelled) and is never written again."""
+    demo_partition = ReplayBuffer(storage=LazyTensorStorage(len(demos)), sampler=RandomSampler())
+    demo_partition.extend(demos)
+    return OfflineToOnlineReplayBuffer(
+        demo_partition,
+        online_capacity=online_capacity,
+        offline_fraction=demo_fraction,
+        batch_size=batch_size,
+    )
+
+
+class BalancedBatches:
+    """An endless, re-iterable stream of balanced batches for Lightning's fit loop.
+
+    ``chunk`` batches are drawn with one `sample()` call per partition and then sliced. Measured on
+    the 2-core CPU (batch 256, 128x128 MLP): `OfflineToOnlineReplayBuffer.sample()` costs 0.31 ms
+    against 1.1 ms for the whole bare update, which alone would cap the Lightning loop at 0.78 of
+    a bare loop; chunks of 10 cost 0.09 ms a batch. The split per batch stays exact. Sampling is with replacement, so
+    a chunk has the same distribution as ``chunk`` separate calls; the online data seen is at most
+    ``chunk`` steps old, and `PeriodicRollout` drops the chunk whenever it adds new experience.
+    """
+
+    def __init__(self, buffer: OfflineToOnlineReplayBuffer, batch_size: int, chunk: int) -> None:
+        self.buffer = buffer
+        self.batch_size = batch_size
+        self.chunk = chunk
+        self._pending: list[TensorDict] = []
+
+    def invalidate(self) -> None:
+        """Forget pre-drawn batches, so the next one sees the latest online experience."""
+        self._pending = []
+
+    def _draw_chunk(self) -> list[TensorDict]:
+        n_demo = round(self.buffer.offline_fraction * self.batch_size)
+        n_online = self.batch_size - n_demo
+        if len(self.buffer.online_buffer) == 0:
+            raise RuntimeError("the online partition is empty: collect experience before sampling balanced batches")
+        demo = self.buffer.offline_buffer.sample(n_demo * self.chunk).reshape(self.chunk, n_demo)
+        online = self.buffer.online_buffer.sample(n_online * self.chunk).reshape(self.chunk, n_online)
+        return list(torch.cat([demo, online], dim=1).unbind(0))
+
+    def __iter__(self) -> Iterator[TensorDict]:
+        while True:
+            if not self._pending:
+                self._pending = self._draw_chunk()[::-1]
+            yield self._pending.pop()

@@ -1,0 +1,36 @@
+"""Soft Q-learning's pieces as pure functions (paper eqs. 1, 2 and 16)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def soft_value(q_values: torch.Tensor, temperature: float) -> torch.Tensor:
+    """V(s) = α · log Σ_a exp(Q(s, a) / α) over the last dim (paper eq. 2), keeping that dim."""
+    return temperature * torch.logsumexp(q_values / temperature, dim=-1, keepdim=True)
+
+
+def soft_bellman_target(
+    reward: torch.Tensor, next_value: torch.Tensor, terminated: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """r + γ · V(s'), with V(s') = 0 only on a true termination.
+
+    A time-limit truncation is not terminal: the state after it still has a future, so the
+    target bootstraps through it. Callers pass ``terminated``, never ``done``.
+    """
+    return reward + gamma * (~terminated) * next_value
+
+
+def sqil_loss(
+    squared_error: torch.Tensor, is_demo: torch.Tensor, lambda_samp: float
+) -> torch.Tensor:
+    """B(D_demo, r) + λ_samp · B(D_samp, 0) (Algorithm 1, line 4) as means over each partition.
+
+    The batch is balanced, so the two means weigh the partitions as the paper's sums would on
+    equal-sized samples; λ_samp = 0 drops the agent's own experience exactly (ablation, sec. 5.5).
+    """
+    demo = is_demo.to(squared_error.dtype)
+    online = 1.0 - demo
+    demo_term = (squared_error * demo).sum() / demo.sum().clamp_min(1.0)
+    online_term = (squared_error * online).sum() / online.sum().clamp_min(1.0)
+    return demo_term + lambda_samp * online_term

@@ -1,0 +1,101 @@
+"""SQIL for discrete actions: soft Q-learning on relabelled, balanced batches (paper Algorithm 1)."""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch import LightningModule
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule
+
+from sqil_lightning.errors import ConfigError
+from sqil_lightning.networks import mlp
+from sqil_lightning.policies import boltzmann_policy
+from sqil_lightning.soft_bellman import soft_bellman_target, soft_value, sqil_loss
+
+
+def check_hyperparameter(name: str, value: float, low: float, high: float | None = None, low_inclusive: bool = True) -> None:
+    """Raise a ConfigError naming ``model.<name>`` if ``value`` lies outside its valid range."""
+    above_low = value >= low if low_inclusive else value > low
+    below_high = high is None or value <= high
+    if not (above_low and below_high):
+        bracket = "[" if low_inclusive else "("
+        upper = f"{high}]" if high is not None else "inf)"
+        raise ConfigError(f"model.{name} = {value} is invalid; it must lie in {bracket}{low}, {upper}")
+
+
+class SoftQSQIL(LightningModule):
+    """Soft Q-learning with a Boltzmann policy, trained on SQIL's relabelled replay.
+
+    The module is an unchanged soft Q-learner: SQIL lives in the data (demo rows carry reward r,
+    the agent's rows 0, see `sqil_lightning.replay`) and in λ_samp weighting the two partitions.
+
+    Args:
+        observation_shape: shape of one observation (linked from the datamodule's env).
+        num_actions: number of discrete actions (linked from the datamodule's env).
+        hidden_sizes: widths of the Q-network's hidden layers (paper A.2: 128x128 for LunarLander).
+        gamma: discount γ of the soft Bellman backup; 0 ablates state transitions (paper sec. 5.5).
+        temperature: α of the soft value α·logsumexp(Q/α) and of the Boltzmann policy.
+        lambda_samp: weight λ_samp of the squared soft Bellman error on the agent's own experience.
+        lr: Adam learning rate.
+        target_tau: Polyak rate of the target network, updated after every gradient step.
+    """
+
+    def __init__(
+        self,
+        observation_shape: tuple[int, ...],
+        num_actions: int,
+        hidden_sizes: tuple[int, ...] = (128, 128),
+        gamma: float = 0.99,
+        temperature: float = 0.1,
+        lambda_samp: float = 1.0,
+        lr: float = 1e-3,
+        target_tau: float = 0.005,
+    ) -> None:
+        super().__init__()
+        check_hyperparameter("gamma", gamma, 0.0, 1.0)
+        check_hyperparameter("temperature", temperature, 0.0, low_inclusive=False)
+        check_hyperparameter("lambda_samp", lambda_samp, 0.0)
+        check_hyperparameter("lr", lr, 0.0, low_inclusive=False)
+        check_hyperparameter("target_tau", target_tau, 0.0, 1.0, low_inclusive=False)
+        self.save_hyperparameters()
+        in_features = int(torch.Size(observation_shape).numel())
+        self.q_network = mlp(in_features, num_actions, list(hidden_sizes))
+        self.target_network = mlp(in_features, num_actions, list(hidden_sizes))
+        self.target_network.load_state_dict(self.q_network.state_dict())
+        self.target_network.requires_grad_(False)
+
+    def policy(self, greedy: bool) -> TensorDictModule:
+        """The Boltzmann policy (``greedy=False``, used to collect) or its argmax (evaluation)."""
+        return boltzmann_policy(self.q_network, self.hparams.temperature, greedy)
+
+    def training_step(self, batch: TensorDictBase, batch_idx: int) -> torch.Tensor:
+        hp = self.hparams
+        q_values = self.q_network(batch["observation"])
+        q_taken = q_values.gather(-1, batch["action"].unsqueeze(-1))
+        with torch.no_grad():
+            next_value = soft_value(self.target_network(batch["next", "observation"]), hp.temperature)
+            target = soft_bellman_target(batch["next", "reward"], next_value, batch["next", "terminated"], hp.gamma)
+        squared_error = (q_taken - target).pow(2).squeeze(-1)
+        loss = sqil_loss(squared_error, batch["is_demo"], hp.lambda_samp)
+        if self._logging_step():
+            self._log_q_statistics(loss, q_taken.detach().squeeze(-1), batch["is_demo"])
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # Polyak averaging of the target network after each gradient step, fused over all tensors.
+        with torch.no_grad():
+            torch._foreach_lerp_(
+                list(self.target_network.parameters()), list(self.q_network.parameters()), self.hparams.target_tau
+            )
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.q_network.parameters(), lr=self.hparams.lr)
+
+    def _logging_step(self) -> bool:
+        # Logging costs host syncs; do it only on the steps Lightning writes to its logger.
+        return (self.global_step + 1) % self.trainer.log_every_n_steps == 0
+
+    def _log_q_statistics(self, loss: torch.Tensor, q_taken: torch.Tensor, is_demo: torch.Tensor) -> None:
+        self.log("train/loss", loss.detach())
+        self.log("train/q_demo", q_taken[is_demo].mean())
+        self.log("train/q_online", q_taken[~is_demo].mean())
