@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import torch
 from lightning.pytorch import LightningDataModule
 from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
 from torchrl.collectors import Collector
 from torchrl.envs import EnvBase
 
@@ -69,7 +70,7 @@ class SQILDataModule(LightningDataModule):
         online_capacity: int = 100_000,
         initial_frames: int = 1_000,
         rollout_frames: int = 10,
-        sample_chunk: int = 10,
+        sample_chunk: int = 32,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -146,20 +147,25 @@ class SQILDataModule(LightningDataModule):
     def train_dataloader(self) -> BalancedBatches:
         # The collector is built here, after the model is on its device, and acts with the
         # module's own Q-network, so rollouts always use the latest weights.
-        hp = self.hparams
-        policy = self.trainer.lightning_module.policy(greedy=False)
+        module = self.trainer.lightning_module
+        self.start_collector(module.policy(greedy=False), module.device)
+        while self.env_steps < self.hparams.initial_frames:
+            self.collect()
+        return self._batches
+
+    def start_collector(self, policy: TensorDictModuleBase, policy_device: torch.device | str) -> None:
+        """(Re)build the TorchRL collector that `collect` steps, acting with ``policy``."""
+        if self._collector is not None:
+            self._collector.shutdown()
         self._collector = Collector(
-            self.make_env(hp.seed),
+            self.make_env(self.hparams.seed),
             policy,
-            frames_per_batch=hp.rollout_frames,
+            frames_per_batch=self.hparams.rollout_frames,
             total_frames=-1,
-            policy_device=self.trainer.lightning_module.device,
+            policy_device=policy_device,
             storing_device="cpu",
         )
         self._collector_iter = iter(self._collector)
-        while self.env_steps < hp.initial_frames:
-            self.collect()
-        return self._batches
 
     def collect(self) -> dict[str, float]:
         """Add ``rollout_frames`` on-policy env steps to the online partition (Algorithm 1, line 6).
@@ -168,7 +174,6 @@ class SQILDataModule(LightningDataModule):
         """
         batch = next(self._collector_iter)
         self.buffer.extend(relabel_online_rewards(batch))
-        self._batches.invalidate()
         self.env_steps += batch.numel()
         done = batch["next", "done"].reshape(-1)
         if not done.any():

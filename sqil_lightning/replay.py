@@ -74,20 +74,16 @@ class BalancedBatches:
     ``chunk`` batches are drawn with one `sample()` call per partition and then sliced. Measured on
     the 2-core CPU (batch 256, 128x128 MLP): `OfflineToOnlineReplayBuffer.sample()` costs 0.31 ms
     against 1.1 ms for the whole bare update, which alone would cap the Lightning loop at 0.78 of
-    a bare loop; chunks of 10 cost 0.09 ms a batch. The split per batch stays exact. Sampling is with replacement, so
-    a chunk has the same distribution as ``chunk`` separate calls; the online data seen is at most
-    ``chunk`` steps old, and `PeriodicRollout` drops the chunk whenever it adds new experience.
+    a bare loop; chunks of 32 cost 0.03 ms a batch. The split per batch stays exact, and sampling
+    is with replacement, so a chunk has the distribution of ``chunk`` separate calls made on the
+    buffer as it was when the chunk was drawn: online rows added since are seen at most ``chunk``
+    gradient steps later.
     """
 
     def __init__(self, buffer: OfflineToOnlineReplayBuffer, batch_size: int, chunk: int) -> None:
         self.buffer = buffer
         self.batch_size = batch_size
         self.chunk = chunk
-        self._pending: list[TensorDict] = []
-
-    def invalidate(self) -> None:
-        """Forget pre-drawn batches, so the next one sees the latest online experience."""
-        self._pending = []
 
     def _draw_chunk(self) -> list[TensorDict]:
         n_demo = round(self.buffer.offline_fraction * self.batch_size)
@@ -100,6 +96,4 @@ class BalancedBatches:
 
     def __iter__(self) -> Iterator[TensorDict]:
         while True:
-            if not self._pending:
-                self._pending = self._draw_chunk()[::-1]
-            yield self._pending.pop()
+            yield from self._draw_chunk()

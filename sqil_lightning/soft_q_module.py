@@ -91,6 +91,10 @@ class SoftQSQIL(LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.q_network.parameters(), lr=self.hparams.lr)
 
+    def transfer_batch_to_device(self, batch: TensorDictBase, device: torch.device, dataloader_idx: int) -> TensorDictBase:
+        # Replay batches are built on the CPU; copying them to the CPU again costs ~0.2 ms a step.
+        return batch if device.type == "cpu" else batch.to(device, non_blocking=True)
+
     def _logging_step(self) -> bool:
         # Logging costs host syncs; do it only on the steps Lightning writes to its logger.
         return (self.global_step + 1) % self.trainer.log_every_n_steps == 0
