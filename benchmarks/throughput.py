@@ -72,7 +72,7 @@ def bare_updates_per_second(datamodule: SQILDataModule, steps: int, warmup: int)
     n_online = hp.batch_size - n_demo
     model = SoftQSQIL(datamodule.observation_shape, datamodule.num_actions)
     q_net, target_net, mhp = model.q_network, model.target_network, model.hparams
-    optimizer = model.configure_optimizers()
+    optimizer = torch.optim.Adam(q_net.parameters(), lr=mhp.lr)
     q_params, target_params = list(q_net.parameters()), list(target_net.parameters())
     is_demo = torch.cat([torch.ones(n_demo, dtype=torch.bool), torch.zeros(n_online, dtype=torch.bool)])
 
@@ -120,6 +120,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
+    torch.set_num_threads(1)  # both loops, as the CLI's default `torch_threads: 1`
     datamodule = SQILDataModule(batch_size=args.batch_size, sample_chunk=args.sample_chunk, initial_frames=5000)
     lightning, bare = [], []
     with tempfile.TemporaryDirectory() as log_dir:

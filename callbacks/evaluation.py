@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -27,8 +28,8 @@ class Evaluation(Callback):
         episodes: episodes per periodic evaluation.
         final_episodes: episodes of the evaluation at the end of fit (0 skips it).
         modes: which policies to evaluate, any of ``greedy`` and ``stochastic``.
-        seed: episode i of every evaluation starts from ``reset(seed=seed + i)``; keep it apart
-            from the demo seeds so the agent is tested on start states the demos never began at.
+
+    Episode i of every evaluation starts from ``reset(seed=data.eval_seed + i)``.
     """
 
     def __init__(
@@ -37,7 +38,6 @@ class Evaluation(Callback):
         episodes: int = 10,
         final_episodes: int = 100,
         modes: list[str] = ["greedy"],
-        seed: int = 1_000_000,
     ) -> None:
         unknown = [m for m in modes if m not in MODES]
         if unknown or not modes:
@@ -48,21 +48,25 @@ class Evaluation(Callback):
         self.episodes = episodes
         self.final_episodes = final_episodes
         self.modes = list(modes)
-        self.seed = seed
         self.result_path: Path | None = None
+        self._fit_start = time.perf_counter()
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._fit_start = time.perf_counter()
 
     def evaluate(self, trainer: Trainer, pl_module: LightningModule, episodes: int) -> dict[str, EvalResult]:
         """Evaluate each configured mode for ``episodes`` episodes, logging the means."""
-        env_id = trainer.datamodule.hparams.env_id
+        env_id, seed = trainer.datamodule.hparams.env_id, trainer.datamodule.hparams.eval_seed
         results = {}
         for mode in self.modes:
             policy = pl_module.policy(greedy=mode == "greedy")
-            result = evaluate_policy(env_id, policy, episodes, self.seed)
+            result = evaluate_policy(env_id, policy, episodes, seed)
             results[mode] = result
             metrics = {f"eval/{mode}/return": result.mean_return, f"eval/{mode}/episode_length": result.mean_length}
             if result.success_rate is not None:
                 metrics[f"eval/{mode}/success_rate"] = result.success_rate
             metrics["env_steps"] = float(trainer.datamodule.env_steps)
+            metrics["time/elapsed_s"] = time.perf_counter() - self._fit_start
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=trainer.global_step)
             key = "success" if result.success_rate is not None else "return"
@@ -77,11 +81,12 @@ class Evaluation(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.final_episodes == 0 or trainer.interrupted:
             return
+        train_seconds = time.perf_counter() - self._fit_start
         results = self.evaluate(trainer, pl_module, self.final_episodes)
-        self._write_result(trainer, results)
+        self._write_result(trainer, results, train_seconds)
 
     @rank_zero_only
-    def _write_result(self, trainer: Trainer, results: dict[str, EvalResult]) -> None:
+    def _write_result(self, trainer: Trainer, results: dict[str, EvalResult], train_seconds: float) -> None:
         log_dir = Path(trainer.log_dir or trainer.default_root_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         self.result_path = log_dir / "result.json"
@@ -89,12 +94,15 @@ class Evaluation(Callback):
             "env_id": trainer.datamodule.hparams.env_id,
             "global_step": trainer.global_step,
             "env_steps": trainer.datamodule.env_steps,
+            "train_seconds": train_seconds,
+            "final_eval_seconds": time.perf_counter() - self._fit_start - train_seconds,
             **{mode: result.to_dict() for mode, result in results.items()},
         }
         self.result_path.write_text(json.dumps(payload, indent=2))
         checkpoint = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else None
         metrics = [Path(lg.log_dir) / "metrics.csv" for lg in trainer.loggers if hasattr(lg, "log_dir") and lg.log_dir]
-        lines = [f"final evaluation over {self.final_episodes} episodes (seed {self.seed}):"]
+        seed = trainer.datamodule.hparams.eval_seed
+        lines = [f"final evaluation over {self.final_episodes} episodes (seeds {seed}…{seed + self.final_episodes - 1}):"]
         for mode, result in results.items():
             success = "" if result.success_rate is None else f", success rate {result.success_rate:.2f}"
             lines.append(f"  {mode}: mean return {result.mean_return:.1f}{success}, mean length {result.mean_length:.0f}")

@@ -13,8 +13,10 @@ from typing import Any, Iterator
 
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.trainer.states import TrainerFn
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
+from torch.utils.data import DataLoader
 from torchrl.collectors import Collector
 from torchrl.envs import EnvBase
 
@@ -53,6 +55,9 @@ class SQILDataModule(LightningDataModule):
         rollout_frames: env steps each `PeriodicRollout` adds.
         sample_chunk: batches drawn per buffer `sample()` call (a speed knob, see `BalancedBatches`).
         seed: seed of the training env.
+        eval_seed: evaluation episode i starts from ``reset(seed=eval_seed + i)``, apart from the
+            demo seeds, so the agent is tested on start states the demos never began at.
+        eval_episodes: episodes that the `validate` and `test` subcommands play.
     """
 
     def __init__(
@@ -72,6 +77,8 @@ class SQILDataModule(LightningDataModule):
         rollout_frames: int = 10,
         sample_chunk: int = 32,
         seed: int = 0,
+        eval_seed: int = 1_000_000,
+        eval_episodes: int = 100,
     ) -> None:
         super().__init__()
         if not 0.0 < demo_fraction < 1.0:
@@ -83,6 +90,7 @@ class SQILDataModule(LightningDataModule):
             ("initial_frames", initial_frames),
             ("rollout_frames", rollout_frames),
             ("sample_chunk", sample_chunk),
+            ("eval_episodes", eval_episodes),
         ):
             if value < 1:
                 raise ConfigError(f"data.{name} = {value} is invalid; it must be a positive integer")
@@ -99,6 +107,7 @@ class SQILDataModule(LightningDataModule):
         self._collector_iter: Iterator[TensorDictBase] | None = None
         self._recent_returns: deque[float] = deque(maxlen=20)
         self._recent_successes: deque[bool] = deque(maxlen=20)
+        self._eval_env: EnvBase | None = None
 
     @property
     def observation_shape(self) -> tuple[int, ...]:
@@ -143,6 +152,26 @@ class SQILDataModule(LightningDataModule):
     def make_env(self, seed: int) -> EnvBase:
         """A fresh env of the configured task (for evaluation and rollouts)."""
         return make_env(self.hparams.env_id, seed=seed)
+
+    @property
+    def eval_env(self) -> EnvBase:
+        """One env kept for evaluation episodes (each episode reseeds it)."""
+        if self._eval_env is None:
+            self._eval_env = self.make_env(self.hparams.eval_seed)
+        return self._eval_env
+
+    def _episode_seeds(self, stage: TrainerFn) -> DataLoader:
+        # `fit` evaluates in the Evaluation callback, so its validation loop gets no episodes.
+        episodes = self.hparams.eval_episodes if self.trainer is None or self.trainer.state.fn == stage else 0
+        return DataLoader(torch.arange(episodes) + self.hparams.eval_seed, batch_size=1)
+
+    def val_dataloader(self) -> DataLoader:
+        """Evaluation episode seeds, one per batch, for `python -m sqil_lightning validate`."""
+        return self._episode_seeds(TrainerFn.VALIDATING)
+
+    def test_dataloader(self) -> DataLoader:
+        """Evaluation episode seeds, one per batch, for `python -m sqil_lightning test`."""
+        return self._episode_seeds(TrainerFn.TESTING)
 
     def train_dataloader(self) -> BalancedBatches:
         # The collector is built here, after the model is on its device, and acts with the
@@ -194,6 +223,9 @@ class SQILDataModule(LightningDataModule):
         if self._collector is not None:
             self._collector.shutdown()
             self._collector = None
+        if self._eval_env is not None:
+            self._eval_env.close()
+            self._eval_env = None
 
     def state_dict(self) -> dict[str, Any]:
         return {"env_steps": self.env_steps}

@@ -8,7 +8,9 @@ import numpy as np
 import torch
 from tensordict.nn import TensorDictModuleBase
 
-from sqil_lightning.envs import has_success, make_env
+from torchrl.envs import EnvBase
+
+from sqil_lightning.envs import make_env
 
 
 @dataclass
@@ -47,6 +49,25 @@ class EvalResult:
         return {**self.summary(), "per_episode": asdict(self)}
 
 
+@dataclass
+class EpisodeOutcome:
+    """One episode: its env return, length and, where the env defines it, success."""
+
+    episode_return: float
+    length: int
+    success: bool | None
+
+
+def run_episode(env: EnvBase, policy: TensorDictModuleBase, seed: int, max_steps: int = 100_000) -> EpisodeOutcome:
+    """Play one whole episode of ``env`` (made by `make_env`) from ``reset(seed=seed)``."""
+    with torch.no_grad():
+        start = env.reset(seed=seed)
+        rollout = env.rollout(max_steps, policy, auto_reset=False, tensordict=start)
+    last = rollout[-1]
+    success = bool(last["next", "success"].item()) if ("next", "success") in last.keys(True) else None
+    return EpisodeOutcome(float(last["next", "episode_reward"].item()), int(rollout.shape[0]), success)
+
+
 def evaluate_policy(
     env_id: str, policy: TensorDictModuleBase, episodes: int, seed: int, max_steps: int = 100_000
 ) -> EvalResult:
@@ -56,15 +77,11 @@ def evaluate_policy(
     ``seed``, so an agent and the expert are compared on the same episodes.
     """
     env = make_env(env_id)
-    returns, lengths, successes = [], [], []
-    track_success = has_success(env_id)
-    with torch.no_grad():
-        for i in range(episodes):
-            start = env.reset(seed=seed + i)
-            rollout = env.rollout(max_steps, policy, auto_reset=False, tensordict=start)
-            returns.append(float(rollout["next", "episode_reward"][-1].item()))
-            lengths.append(int(rollout.shape[0]))
-            if track_success:
-                successes.append(bool(rollout["next", "success"][-1].item()))
+    outcomes = [run_episode(env, policy, seed + i, max_steps) for i in range(episodes)]
     env.close()
-    return EvalResult(returns=returns, lengths=lengths, successes=successes, seed=seed)
+    return EvalResult(
+        returns=[o.episode_return for o in outcomes],
+        lengths=[o.length for o in outcomes],
+        successes=[o.success for o in outcomes if o.success is not None],
+        seed=seed,
+    )

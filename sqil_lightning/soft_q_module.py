@@ -8,6 +8,7 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule
 
 from sqil_lightning.errors import ConfigError
+from sqil_lightning.evaluation import run_episode
 from sqil_lightning.networks import mlp
 from sqil_lightning.policies import boltzmann_policy
 from sqil_lightning.soft_bellman import soft_bellman_target, soft_value, sqil_loss
@@ -38,6 +39,9 @@ class SoftQSQIL(LightningModule):
         lambda_samp: weight λ_samp of the squared soft Bellman error on the agent's own experience.
         lr: Adam learning rate.
         target_tau: Polyak rate of the target network, updated after every gradient step.
+        final_lr_fraction: the learning rate decays linearly to ``lr * final_lr_fraction`` at
+            ``trainer.max_steps``; 1.0 keeps it constant. Decay settles the Q-values, so the
+            policy at the end of a run is not caught mid-oscillation.
     """
 
     def __init__(
@@ -50,6 +54,7 @@ class SoftQSQIL(LightningModule):
         lambda_samp: float = 1.0,
         lr: float = 1e-3,
         target_tau: float = 0.005,
+        final_lr_fraction: float = 1.0,
     ) -> None:
         super().__init__()
         check_hyperparameter("gamma", gamma, 0.0, 1.0)
@@ -57,6 +62,7 @@ class SoftQSQIL(LightningModule):
         check_hyperparameter("lambda_samp", lambda_samp, 0.0)
         check_hyperparameter("lr", lr, 0.0, low_inclusive=False)
         check_hyperparameter("target_tau", target_tau, 0.0, 1.0, low_inclusive=False)
+        check_hyperparameter("final_lr_fraction", final_lr_fraction, 0.0, 1.0)
         self.save_hyperparameters()
         in_features = int(torch.Size(observation_shape).numel())
         self.q_network = mlp(in_features, num_actions, list(hidden_sizes))
@@ -81,6 +87,20 @@ class SoftQSQIL(LightningModule):
             self._log_q_statistics(loss, q_taken.detach().squeeze(-1), batch["is_demo"])
         return loss
 
+    def validation_step(self, seed: torch.Tensor, batch_idx: int) -> None:
+        self._evaluation_episode("val", seed)
+
+    def test_step(self, seed: torch.Tensor, batch_idx: int) -> None:
+        self._evaluation_episode("test", seed)
+
+    def _evaluation_episode(self, stage: str, seed: torch.Tensor) -> None:
+        """One greedy episode per batch; Lightning averages the logged outcomes (across ranks too)."""
+        outcome = run_episode(self.trainer.datamodule.eval_env, self.policy(greedy=True), int(seed.item()))
+        self.log(f"{stage}/greedy/return", outcome.episode_return, batch_size=1, sync_dist=True)
+        self.log(f"{stage}/greedy/episode_length", float(outcome.length), batch_size=1, sync_dist=True)
+        if outcome.success is not None:
+            self.log(f"{stage}/greedy/success_rate", float(outcome.success), batch_size=1, sync_dist=True)
+
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         # Polyak averaging of the target network after each gradient step, fused over all tensors.
         with torch.no_grad():
@@ -88,10 +108,15 @@ class SoftQSQIL(LightningModule):
                 list(self.target_network.parameters()), list(self.q_network.parameters()), self.hparams.target_tau
             )
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.q_network.parameters(), lr=self.hparams.lr)
+    def configure_optimizers(self) -> dict:
+        optimizer = torch.optim.Adam(self.q_network.parameters(), lr=self.hparams.lr)
+        total = max(int(self.trainer.max_steps), 1) if self._trainer is not None else 1
+        decay = torch.optim.lr_scheduler.LinearLR(
+            optimizer, start_factor=1.0, end_factor=self.hparams.final_lr_fraction, total_iters=total
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": decay, "interval": "step"}}
 
-    def transfer_batch_to_device(self, batch: TensorDictBase, device: torch.device, dataloader_idx: int) -> TensorDictBase:
+    def transfer_batch_to_device(self, batch: TensorDictBase | torch.Tensor, device: torch.device, dataloader_idx: int):
         # Replay batches are built on the CPU; copying them to the CPU again costs ~0.2 ms a step.
         return batch if device.type == "cpu" else batch.to(device, non_blocking=True)
 

@@ -1,0 +1,145 @@
+"""Learning quality of the default config: SQIL vs the scripted expert on LunarLander-v3.
+
+Trains `conf/lunarlander.yaml` for each seed (as a user would, through the CLI), then reads each
+run's `result.json` (final 100-episode greedy evaluation) and `metrics.csv` (periodic
+evaluations, env steps, wall-clock). The scripted expert is evaluated on the same 100 start
+states (the same evaluation seed). Finished seeds are skipped, so an interrupted benchmark
+resumes where it stopped.
+
+    python benchmarks/lunarlander_learning.py --seeds 0 1 2 --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_file import RESULTS, append_section, machine_line  # noqa: E402
+
+from sqil_lightning.evaluation import evaluate_policy  # noqa: E402
+from sqil_lightning.experts import make_expert  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = "conf/lunarlander.yaml"
+
+
+def run_dir(out: Path, seed: int) -> Path:
+    return out / "lunarlander" / f"seed_{seed}"
+
+
+def train(seed: int, out: Path, extra: list[str]) -> float:
+    """Run the CLI for one seed; returns its wall-clock in seconds (the whole command)."""
+    command = [
+        sys.executable, "-m", "sqil_lightning", "fit", "--config", CONFIG,
+        "--seed_everything", str(seed), "--data.seed", str(seed),
+        "--trainer.logger.init_args.save_dir", str(out),
+        "--trainer.logger.init_args.version", f"seed_{seed}",
+        "--trainer.enable_progress_bar", "false", *extra,
+    ]
+    log = run_dir(out, seed).with_suffix(".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with log.open("w") as f:
+        subprocess.run(command, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=True)
+    wall = time.perf_counter() - start
+    (run_dir(out, seed) / "wall_clock.json").write_text(json.dumps({"seconds": wall}))
+    return wall
+
+
+def curve(seed_dir: Path) -> list[dict[str, float]]:
+    """The periodic greedy evaluations logged in metrics.csv."""
+    with (seed_dir / "metrics.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("eval/greedy/return")]
+    keys = ("env_steps", "time/elapsed_s", "eval/greedy/return", "eval/greedy/success_rate")
+    return [{k: float(r[k]) for k in keys} for r in rows]
+
+
+def plot(curves: dict[int, list[dict[str, float]]], finals: dict[int, dict], expert_rate: float, path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for seed, points in curves.items():
+        final = finals[seed]
+        xs = [p["env_steps"] for p in points] + [final["env_steps"]]
+        ts = [p["time/elapsed_s"] for p in points] + [final["train_seconds"]]
+        ys = [p["eval/greedy/success_rate"] for p in points] + [final["greedy"]["success_rate"]]
+        axes[0].plot(xs, ys, marker="o", label=f"SQIL seed {seed}")
+        axes[1].plot(ts, ys, marker="o", label=f"SQIL seed {seed}")
+    for ax, xlabel in zip(axes, ("env steps", "wall-clock of fit (s)")):
+        ax.axhline(expert_rate, color="k", ls="--", label="scripted expert")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("greedy success rate")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right")
+    fig.suptitle("SQIL on LunarLander-v3 (periodic: 10 episodes; last point: 100 episodes)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "benchmark")
+    parser.add_argument("--write", action="store_true", help="append the figures to docs/results.md")
+    parser.add_argument("extra", nargs="*", help="extra CLI overrides passed to every fit (after --)")
+    args = parser.parse_args()
+
+    finals, curves = {}, {}
+    for seed in args.seeds:
+        result = run_dir(args.out, seed) / "result.json"
+        if not result.exists():
+            print(f"seed {seed}: training …", flush=True)
+            train(seed, args.out, args.extra)
+        finals[seed] = json.loads(result.read_text())
+        finals[seed]["wall_clock"] = json.loads((run_dir(args.out, seed) / "wall_clock.json").read_text())["seconds"]
+        curves[seed] = curve(run_dir(args.out, seed))
+        g = finals[seed]["greedy"]
+        print(f"seed {seed}: success {g['success_rate']:.2f}, return {g['mean_return']:.1f}, command {finals[seed]['wall_clock']:.0f} s", flush=True)
+
+    eval_seed = next(iter(finals.values()))["greedy"]["seed"]
+    expert = evaluate_policy("LunarLander-v3", make_expert("lunarlander_scripted"), 100, eval_seed)
+    print(f"expert on the same 100 episodes: success {expert.success_rate:.2f}, return {expert.mean_return:.1f}")
+    png = RESULTS.parent / "lunarlander_learning.png"
+    plot(curves, finals, expert.success_rate, png)
+    if args.write:
+        rates = [f["greedy"]["success_rate"] for f in finals.values()]
+        mean_rate = sum(rates) / len(rates)
+        rows = [
+            f"| {seed} | {f['greedy']['success_rate']:.2f} | {f['greedy']['mean_return']:.1f} | {f['env_steps']} | "
+            f"{f['global_step']} | {f['train_seconds']:.0f} | {f['wall_clock']:.0f} |"
+            for seed, f in finals.items()
+        ]
+        command = "python benchmarks/lunarlander_learning.py " + " ".join(sys.argv[1:])
+        append_section(
+            "Learning: SQIL vs the scripted expert on LunarLander-v3 (default config)",
+            command,
+            [
+                machine_line(),
+                f"Each seed runs `python -m sqil_lightning fit --config {CONFIG} --seed_everything SEED --data.seed SEED`; "
+                f"success is measured over 100 greedy episodes with start seeds {eval_seed}…{eval_seed + 99}, "
+                "the same episodes for the expert. `fit s` is training time; `command s` is the whole command "
+                "(demo loading, training, periodic and final evaluation).",
+                "",
+                "| seed | success (100 ep) | return | env steps | gradient steps | fit s | command s |",
+                "| --- | --- | --- | --- | --- | --- | --- |",
+                *rows,
+                f"| **mean** | **{mean_rate:.2f}** | | | | | |",
+                f"| scripted expert (same 100 episodes) | {expert.success_rate:.2f} | {expert.mean_return:.1f} | | | | |",
+                "",
+                f"![success vs env steps and wall-clock]({png.name})",
+            ],
+        )
+
+
+if __name__ == "__main__":
+    main()
