@@ -100,6 +100,8 @@ class Evaluation(Callback):
         }
         self.result_path.write_text(json.dumps(payload, indent=2))
         checkpoint = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else None
+        for logger in trainer.loggers:
+            logger.save()  # flush buffered metrics so the file printed below is complete
         metrics = [Path(lg.log_dir) / "metrics.csv" for lg in trainer.loggers if hasattr(lg, "log_dir") and lg.log_dir]
         seed = trainer.datamodule.hparams.eval_seed
         lines = [f"final evaluation over {self.final_episodes} episodes (seeds {seed}…{seed + self.final_episodes - 1}):"]

@@ -16,7 +16,7 @@ class PeriodicRollout(Callback):
             update-to-data ratio (k / rollout_frames gradient steps per env step).
     """
 
-    def __init__(self, every_n_steps: int = 10) -> None:
+    def __init__(self, every_n_steps: int = 4) -> None:
         if every_n_steps < 1:
             raise ConfigError(f"PeriodicRollout.every_n_steps = {every_n_steps} is invalid; it must be a positive integer")
         self.every_n_steps = every_n_steps

@@ -95,6 +95,17 @@ def _print_demo_summary(demos: DemoSet) -> None:
     print(f"  env return:   mean {returns.mean():.1f}, min {returns.min():.1f}, max {returns.max():.1f}")
 
 
+def _user_error(exc: BaseException) -> UserInputError | None:
+    """The `UserInputError` behind ``exc``: jsonargparse wraps errors raised while it instantiates."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, UserInputError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def main(args: Sequence[str] | None = None) -> None:
     """Entry point of `python -m sqil_lightning`; user mistakes exit with one line, not a traceback."""
     argv = list(sys.argv[1:] if args is None else args)
@@ -103,6 +114,9 @@ def main(args: Sequence[str] | None = None) -> None:
             demos_main(argv[1:])
         else:
             lightning_main(argv)
-    except UserInputError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as exc:
+        user_error = _user_error(exc)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -26,6 +26,7 @@ from sqil_lightning.envs import env_spaces, has_success, make_env
 from sqil_lightning.experts import expert_env_id, generate_expert_demos
 from sqil_lightning.replay import (
     BalancedBatches,
+    absorbing_needs_discount,
     make_sqil_buffer,
     relabel_demo_rewards,
     relabel_online_rewards,
@@ -68,19 +69,20 @@ class SQILDataModule(LightningDataModule):
         demo_episodes: int = 100,
         demo_seed: int = 0,
         demo_reward: float = 1.0,
-        absorbing_reward: bool = False,
-        gamma: float = 0.99,
+        absorbing_reward: bool = True,
+        gamma: float = 0.97,
         demo_fraction: float = 0.5,
         batch_size: int = 256,
         online_capacity: int = 100_000,
         initial_frames: int = 1_000,
-        rollout_frames: int = 10,
+        rollout_frames: int = 4,
         sample_chunk: int = 32,
         seed: int = 0,
         eval_seed: int = 1_000_000,
         eval_episodes: int = 100,
     ) -> None:
         super().__init__()
+        self.spaces = env_spaces(env_id)
         if not 0.0 < demo_fraction < 1.0:
             raise ConfigError(f"data.demo_fraction = {demo_fraction} is invalid; it must lie in (0, 1)")
         for name, value in (
@@ -94,12 +96,15 @@ class SQILDataModule(LightningDataModule):
         ):
             if value < 1:
                 raise ConfigError(f"data.{name} = {value} is invalid; it must be a positive integer")
+        if absorbing_reward and gamma >= 1.0:
+            raise ConfigError(absorbing_needs_discount(gamma))
+        if demo_path is None and demo_expert is None:
+            raise ConfigError("set data.demo_path (a demo file) or data.demo_expert (a built-in expert that generates one)")
         if demo_expert is not None and expert_env_id(demo_expert) != env_id:
             raise ConfigError(
                 f"data.demo_expert = {demo_expert!r} acts in {expert_env_id(demo_expert)}, not data.env_id = {env_id!r}"
             )
         self.save_hyperparameters()
-        self.spaces = env_spaces(env_id)
         self.env_steps = 0
         self.buffer = None
         self._batches: BalancedBatches | None = None

@@ -143,7 +143,9 @@ class DemoSet:
         try:
             metadata = json.loads(str(arrays["metadata"]))
         except json.JSONDecodeError:
-            raise DemoFormatError(f"demo file {path}: key 'metadata' is not a JSON string") from None
+            metadata = None
+        if not isinstance(metadata, dict):
+            raise DemoFormatError(f"demo file {path}: key 'metadata' must hold a JSON object (a string like '{{\"format_version\": 1}}')")
         version = metadata.get("format_version")
         if version != FORMAT_VERSION:
             raise DemoFormatError(

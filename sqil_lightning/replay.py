@@ -14,6 +14,13 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import LazyTensorStorage, OfflineToOnlineReplayBuffer, RandomSampler, ReplayBuffer
 
+from sqil_lightning.errors import ConfigError
+
+def absorbing_needs_discount(gamma: float) -> str:
+    """The message for an absorbing-state reward r/(1-γ) that γ = 1 makes infinite."""
+    return f"data.absorbing_reward = true needs model.gamma < 1 (got {gamma}): r/(1-gamma) would be infinite"
+
+
 # The keys a transition needs for soft Bellman backups; everything else a collector adds is dropped.
 TRANSITION_KEYS = (
     "observation",
@@ -35,7 +42,7 @@ def relabel_demo_rewards(demos: TensorDictBase, reward: float, gamma: float, abs
     did is not worse than stalling to collect r forever.
     """
     if absorbing and gamma >= 1.0:
-        raise ValueError("absorbing-state reward r/(1-gamma) needs gamma < 1")
+        raise ConfigError(absorbing_needs_discount(gamma))
     terminated = demos["next", "terminated"]
     value = torch.full(terminated.shape, float(reward))
     if absorbing:

@@ -49,12 +49,12 @@ class SoftQSQIL(LightningModule):
         observation_shape: tuple[int, ...],
         num_actions: int,
         hidden_sizes: tuple[int, ...] = (128, 128),
-        gamma: float = 0.99,
+        gamma: float = 0.97,
         temperature: float = 0.1,
-        lambda_samp: float = 1.0,
+        lambda_samp: float = 0.1,
         lr: float = 1e-3,
         target_tau: float = 0.005,
-        final_lr_fraction: float = 1.0,
+        final_lr_fraction: float = 0.1,
     ) -> None:
         super().__init__()
         check_hyperparameter("gamma", gamma, 0.0, 1.0)

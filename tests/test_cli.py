@@ -1,0 +1,259 @@
+"""The command line: config parsing and links, a short end-to-end `fit`, and one-line user errors."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from sqil_lightning import SoftQSQIL, SQILDataModule
+from sqil_lightning.cli import lightning_main, main
+from sqil_lightning.demos import DemoSet
+
+REPO = Path(__file__).resolve().parents[1]
+BASE_CONFIG = REPO / "conf" / "lunarlander.yaml"
+FAST_CONFIG = REPO / "tests" / "conf" / "fast.yaml"
+CONFIGS = sorted((REPO / "conf").glob("*.yaml"))
+
+# In-process calls pass `args` while sys.argv holds pytest's own arguments; Lightning warns.
+pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+
+
+def _run_main_expecting_user_error(args: list[str], capsys) -> str:
+    """Run the CLI in-process; it must exit with status 2 and one `error:` line (no traceback)."""
+    capsys.readouterr()
+    try:
+        main(args)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    except Exception as err:  # a traceback reaching the user is the bug this guards against
+        pytest.fail(f"the CLI let {type(err).__name__} escape instead of a one-line error: {err}")
+    else:
+        pytest.fail("the CLI accepted invalid input")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    error_lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, err
+    return error_lines[0]
+
+
+# --- parsing ------------------------------------------------------------------------------------------
+
+
+def test_there_is_at_least_one_config():
+    assert BASE_CONFIG in CONFIGS
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_every_config_parses_and_instantiates(config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = lightning_main(["--config", str(config)], run=False)
+    assert isinstance(cli.model, SoftQSQIL)
+    assert isinstance(cli.datamodule, SQILDataModule)
+    # Network sizes are linked from the env.
+    assert tuple(cli.model.hparams.observation_shape) == cli.datamodule.observation_shape
+    assert cli.model.hparams.num_actions == cli.datamodule.num_actions
+
+
+@pytest.mark.parametrize("gamma", [0.95, 0.9123])  # two values, so one differs from the config's
+def test_gamma_override_reaches_model_and_datamodule(gamma, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = lightning_main(["--config", str(BASE_CONFIG), "--model.gamma", str(gamma)], run=False)
+    assert cli.model.hparams.gamma == gamma
+    assert cli.datamodule.hparams.gamma == gamma
+
+
+def test_lunarlander_config_links_env_sizes_into_the_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = lightning_main(["--config", str(BASE_CONFIG)], run=False)
+    assert tuple(cli.model.hparams.observation_shape) == (8,)
+    assert cli.model.hparams.num_actions == 4
+    assert cli.model.q_network(torch.zeros(1, 8)).shape == (1, 4)
+
+
+# --- a short fit -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fit_run(tmp_path_factory):
+    """One short `fit` through the real entry point, shared by the assertions below."""
+    tmp_path = tmp_path_factory.mktemp("fit")
+    demo_path = tmp_path / "demos" / "ll3.npz"
+    args = [
+        "fit",
+        "--config", str(BASE_CONFIG),
+        "--config", str(FAST_CONFIG),
+        "--trainer.default_root_dir", str(tmp_path / "root"),
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
+        "--data.demo_path", str(demo_path),
+    ]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            main(args)
+    log_dir = tmp_path / "logs" / "fast" / "version_0"
+    return {"tmp_path": tmp_path, "demo_path": demo_path, "log_dir": log_dir, "stdout": stdout.getvalue()}
+
+
+def test_fit_generates_the_missing_demo_file_with_the_configured_episodes(fit_run):
+    demos = DemoSet.load(fit_run["demo_path"])
+    assert demos.num_episodes == 3
+    assert demos.metadata["source"] == "lunarlander_scripted"
+
+
+def test_fit_writes_a_last_checkpoint_with_q_network_weights(fit_run):
+    last = fit_run["log_dir"] / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] == 300
+    state = checkpoint["state_dict"]
+    assert state["q_network.0.weight"].shape == (32, 8)
+    assert state["q_network.4.weight"].shape == (4, 32)
+    assert any(key.startswith("target_network.") for key in state)
+    # The weights trained: the target network (Polyak-averaged) lags the online one.
+    assert not torch.equal(state["q_network.0.weight"], state["target_network.0.weight"])
+
+
+def test_checkpoint_loads_into_a_module_whose_policy_acts(fit_run):
+    last = fit_run["log_dir"] / "checkpoints" / "last.ckpt"
+    module = SoftQSQIL.load_from_checkpoint(last, map_location="cpu")
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    torch.testing.assert_close(module.q_network[0].weight, checkpoint["state_dict"]["q_network.0.weight"])
+    for name in ("gamma", "temperature", "lambda_samp", "target_tau"):
+        assert module.hparams[name] == checkpoint["hyper_parameters"][name]
+    obs = TensorDict({"observation": torch.randn(5, 8)}, batch_size=[5])
+    actions = module.policy(greedy=True)(obs)["action"]
+    assert actions.shape == (5,) and actions.dtype == torch.int64
+    assert ((actions >= 0) & (actions < 4)).all()
+    torch.testing.assert_close(actions, module.q_network(obs["observation"]).argmax(-1))
+
+
+def test_fit_writes_result_json_with_the_final_evaluation(fit_run):
+    result = json.loads((fit_run["log_dir"] / "result.json").read_text())
+    assert result["env_id"] == "LunarLander-v3"
+    assert result["global_step"] == 300
+    # initial_frames 200, then rollout_frames 4 every rollout.every_n_steps 4 of 300 steps.
+    assert result["env_steps"] == 200 + (300 // 4) * 4
+    greedy = result["greedy"]
+    assert greedy["episodes"] == 2
+    assert len(greedy["per_episode"]["returns"]) == 2
+    assert greedy["success_rate"] is not None and 0.0 <= greedy["success_rate"] <= 1.0
+
+
+def test_fit_prints_where_the_checkpoint_and_result_are(fit_run):
+    out = fit_run["stdout"]
+    log_dir = fit_run["log_dir"]
+    assert f"checkpoint: {log_dir / 'checkpoints' / 'last.ckpt'}" in out
+    assert str(log_dir / "result.json") in out
+
+
+def test_fit_logs_training_and_evaluation_metrics(fit_run):
+    with open(fit_run["log_dir"] / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    columns = set(rows[0].keys())
+    assert {"train/loss", "train/q_demo", "train/q_online", "eval/greedy/return", "env_steps"} <= columns
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    assert len(losses) == 3  # steps 100, 200, 300 with log_every_n_steps 100
+    assert all(loss == loss and loss >= 0 for loss in losses)
+
+
+def test_fit_saves_the_resolved_config_next_to_the_logs(fit_run):
+    config = (fit_run["log_dir"] / "config.yaml").read_text()
+    assert "max_steps: 300" in config
+    assert str(fit_run["demo_path"]) in config
+
+
+def test_test_subcommand_plays_the_configured_episodes_with_the_checkpoint(fit_run, monkeypatch):
+    """`test --ckpt_path` evaluates the trained greedy policy on data.eval_seed + i, like fit's final evaluation."""
+    tmp_path = fit_run["tmp_path"]
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "test",
+        "--config", str(BASE_CONFIG),
+        "--config", str(FAST_CONFIG),
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "test_logs"),
+        "--data.demo_path", str(fit_run["demo_path"]),
+        "--data.eval_episodes", "2",
+        "--ckpt_path", str(fit_run["log_dir"] / "checkpoints" / "last.ckpt"),
+    ]
+    with contextlib.redirect_stdout(io.StringIO()):
+        main(args)
+    rows = list(csv.DictReader((tmp_path / "test_logs" / "fast" / "version_0" / "metrics.csv").open()))
+    tested = [r for r in rows if r.get("test/greedy/return")]
+    assert len(tested) == 1
+    final = json.loads((fit_run["log_dir"] / "result.json").read_text())["greedy"]["per_episode"]
+    # fit's final evaluation played the same two start states with the same weights.
+    assert float(tested[0]["test/greedy/return"]) == pytest.approx(sum(final["returns"][:2]) / 2, rel=1e-4)
+    assert float(tested[0]["test/greedy/success_rate"]) == pytest.approx(sum(final["successes"][:2]) / 2)
+
+
+# --- user errors -----------------------------------------------------------------------------------------
+
+
+def test_negative_temperature_is_a_one_line_error_naming_the_key(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    line = _run_main_expecting_user_error(["fit", "--config", str(BASE_CONFIG), "--model.temperature", "-1"], capsys)
+    assert "model.temperature" in line
+
+
+@pytest.mark.parametrize("extra", [[], ["--data.demo_expert", "null"]], ids=["default-expert", "no-expert"])
+def test_unknown_env_id_is_a_one_line_error_naming_the_id(extra, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    line = _run_main_expecting_user_error(
+        ["fit", "--config", str(BASE_CONFIG), "--data.env_id", "NotAnEnv-v0", *extra], capsys
+    )
+    assert "NotAnEnv-v0" in line
+
+
+def test_missing_demo_file_without_expert_is_a_one_line_error_saying_how_to_generate(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "nope.npz"
+    line = _run_main_expecting_user_error(
+        [
+            "fit", "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG),
+            "--data.demo_expert", "null", "--data.demo_path", str(missing),
+        ],
+        capsys,
+    )
+    assert str(missing) in line and "demos generate" in line
+    assert not missing.exists()
+
+
+def test_demo_file_recorded_in_another_env_is_a_one_line_spec_mismatch(tmp_path, monkeypatch, capsys, lunarlander_demo_file):
+    monkeypatch.chdir(tmp_path)
+    line = _run_main_expecting_user_error(
+        [
+            "fit", "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG),
+            "--data.env_id", "CartPole-v1", "--data.demo_expert", "null", "--data.demo_path", str(lunarlander_demo_file),
+        ],
+        capsys,
+    )
+    assert str(lunarlander_demo_file) in line and "CartPole-v1" in line
+
+
+def test_demo_fraction_out_of_range_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    line = _run_main_expecting_user_error(["fit", "--config", str(BASE_CONFIG), "--data.demo_fraction", "1.5"], capsys)
+    assert "data.demo_fraction" in line
+
+
+def test_gamma_one_with_absorbing_reward_is_a_one_line_error(tmp_path, monkeypatch, capsys, lunarlander_demo_file):
+    # r/(1-γ) is undefined at γ = 1: a config mistake, so it must be reported like the others.
+    monkeypatch.chdir(tmp_path)
+    line = _run_main_expecting_user_error(
+        [
+            "fit", "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG),
+            "--data.demo_path", str(lunarlander_demo_file), "--data.absorbing_reward", "true",
+            "--model.gamma", "1.0",
+        ],
+        capsys,
+    )
+    assert "gamma" in line

@@ -1,0 +1,269 @@
+"""The demo store: save/load, validation of files, and checks against an env's spaces."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sqil_lightning.cli import main
+from sqil_lightning.demos import (
+    DemoFileNotFoundError,
+    DemoFormatError,
+    DemoSet,
+    DemoSpecMismatchError,
+    EnvSpaces,
+)
+from sqil_lightning.envs import env_spaces
+
+DISCRETE = EnvSpaces(observation_shape=(8,), num_actions=4)
+
+
+def _write_raw(path, arrays: dict, metadata='{"format_version": 1, "env_id": "X-v0"}'):
+    """Write an npz the way a foreign tool would, bypassing DemoSet's own checks."""
+    payload = dict(arrays)
+    if metadata is not None:
+        payload["metadata"] = np.array(metadata)
+    np.savez(path, **payload)
+    return path
+
+
+class _SideEffectOnUnpickle:
+    """Unpickling this object creates a file: proof that a loader ran pickled code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+# --- save / load ------------------------------------------------------------------------------------
+
+
+def test_save_load_round_trip_preserves_arrays_dtypes_and_metadata(tmp_path, make_demo_arrays):
+    arrays = make_demo_arrays()
+    demos = DemoSet(**arrays, metadata={"env_id": "LunarLander-v3", "source": "unit", "episodes": 2})
+    path = demos.save(tmp_path / "sub" / "d.npz")
+    loaded = DemoSet.load(path)
+    for key, value in arrays.items():
+        np.testing.assert_array_equal(getattr(loaded, key), value)
+        assert getattr(loaded, key).dtype == value.dtype
+    assert loaded.metadata == {"env_id": "LunarLander-v3", "source": "unit", "episodes": 2, "format_version": 1}
+    assert len(loaded) == 7 and loaded.num_episodes == 2
+    assert not list(tmp_path.glob("sub/*.tmp*"))  # the atomic-write temp file is gone
+
+
+def test_episode_returns_sum_env_rewards_per_episode(make_demo_arrays):
+    arrays = make_demo_arrays(episode_lengths=(4, 3))
+    demos = DemoSet(**arrays)
+    np.testing.assert_allclose(demos.episode_returns(), [arrays["rewards"][:4].sum(), arrays["rewards"][4:].sum()], rtol=1e-6)
+
+
+def test_to_tensordict_uses_torchrl_layout(make_demo_arrays):
+    arrays = make_demo_arrays()
+    arrays["truncated"][3], arrays["terminated"][3] = True, False  # episode 0 ends by time limit
+    td = DemoSet(**arrays).to_tensordict()
+    assert td.batch_size == (7,)
+    assert td["action"].dtype.is_floating_point is False
+    np.testing.assert_array_equal(td["next", "observation"].numpy(), arrays["next_observations"])
+    assert td["next", "terminated"].shape == (7, 1)
+    np.testing.assert_array_equal(td["next", "done"].squeeze(-1).numpy(), arrays["terminated"] | arrays["truncated"])
+
+
+def test_file_that_is_not_an_npz_raises_format_error_naming_the_path(tmp_path):
+    path = tmp_path / "notes.npz"
+    path.write_text("these are not demos\n")
+    with pytest.raises(DemoFormatError, match="notes.npz"):
+        DemoSet.load(path)
+
+
+def test_missing_key_raises_format_error_naming_the_key(tmp_path, make_demo_arrays):
+    arrays = make_demo_arrays()
+    del arrays["next_observations"]
+    path = _write_raw(tmp_path / "d.npz", arrays)
+    with pytest.raises(DemoFormatError, match="next_observations") as err:
+        DemoSet.load(path)
+    assert str(path) in str(err.value)
+
+
+def test_missing_metadata_raises_format_error(tmp_path, make_demo_arrays):
+    path = _write_raw(tmp_path / "d.npz", make_demo_arrays(), metadata=None)
+    with pytest.raises(DemoFormatError, match="metadata"):
+        DemoSet.load(path)
+
+
+def test_unsupported_format_version_raises_format_error(tmp_path, make_demo_arrays):
+    path = _write_raw(tmp_path / "d.npz", make_demo_arrays(), metadata='{"format_version": 99}')
+    with pytest.raises(DemoFormatError, match="format_version"):
+        DemoSet.load(path)
+
+
+def test_metadata_that_is_not_a_json_object_raises_format_error(tmp_path, make_demo_arrays):
+    path = _write_raw(tmp_path / "d.npz", make_demo_arrays(), metadata="[1, 2]")
+    with pytest.raises(DemoFormatError, match="metadata"):
+        DemoSet.load(path)
+
+
+def test_mismatched_row_counts_raise_format_error_naming_the_key(tmp_path, make_demo_arrays):
+    arrays = make_demo_arrays()
+    arrays["actions"] = arrays["actions"][:-1]
+    path = _write_raw(tmp_path / "d.npz", arrays)
+    with pytest.raises(DemoFormatError, match="actions"):
+        DemoSet.load(path)
+
+
+def test_pickled_object_array_is_rejected_without_unpickling(tmp_path, make_demo_arrays):
+    marker = tmp_path / "unpickled.marker"
+    arrays = make_demo_arrays()
+    arrays["actions"] = np.array([_SideEffectOnUnpickle(marker)] * len(arrays["actions"]), dtype=object)
+    path = _write_raw(tmp_path / "evil.npz", arrays)
+    with pytest.raises(DemoFormatError, match="evil.npz"):
+        DemoSet.load(path)
+    assert not marker.exists()
+
+
+def test_missing_file_raises_not_found_error_saying_how_to_generate(tmp_path):
+    path = tmp_path / "nowhere.npz"
+    with pytest.raises(DemoFileNotFoundError) as err:
+        DemoSet.load(path)
+    message = str(err.value)
+    assert str(path) in message
+    assert "demos generate" in message
+
+
+def test_episode_not_ending_in_terminated_or_truncated_raises_format_error(tmp_path, make_demo_arrays):
+    arrays = make_demo_arrays(episode_lengths=(4, 3))
+    arrays["terminated"][3] = False  # episode 0 runs into episode 1 without an end
+    path = _write_raw(tmp_path / "d.npz", arrays)
+    with pytest.raises(DemoFormatError, match="terminated or truncated"):
+        DemoSet.load(path)
+    with pytest.raises(DemoFormatError):
+        DemoSet(**arrays)
+
+
+def test_last_row_must_end_the_last_episode(make_demo_arrays):
+    arrays = make_demo_arrays(episode_lengths=(4, 3))
+    arrays["terminated"][-1] = False
+    with pytest.raises(DemoFormatError):
+        DemoSet(**arrays)
+
+
+def test_non_bool_terminated_and_integer_observations_are_rejected(make_demo_arrays):
+    arrays = make_demo_arrays()
+    arrays["terminated"] = arrays["terminated"].astype(np.int64)
+    with pytest.raises(DemoFormatError, match="terminated"):
+        DemoSet(**arrays)
+    arrays = make_demo_arrays()
+    arrays["observations"] = arrays["observations"].astype(np.int64)
+    arrays["next_observations"] = arrays["next_observations"].astype(np.int64)
+    with pytest.raises(DemoFormatError, match="observations"):
+        DemoSet(**arrays)
+
+
+# --- check_against ----------------------------------------------------------------------------------
+
+
+def test_matching_discrete_demos_pass_the_spec_check(make_demo_arrays):
+    DemoSet(**make_demo_arrays()).check_against(DISCRETE, "X-v0")
+
+
+def test_wrong_observation_shape_is_a_spec_mismatch(make_demo_arrays):
+    demos = DemoSet(**make_demo_arrays(obs_dim=8))
+    with pytest.raises(DemoSpecMismatchError, match=r"\(8,\).*\(4,\)"):
+        demos.check_against(EnvSpaces(observation_shape=(4,), num_actions=4), "X-v0")
+
+
+@pytest.mark.parametrize("bad_action", [4, -1])
+def test_discrete_action_out_of_range_is_a_spec_mismatch(make_demo_arrays, bad_action):
+    arrays = make_demo_arrays()
+    arrays["actions"][2] = bad_action
+    with pytest.raises(DemoSpecMismatchError, match="0..3"):
+        DemoSet(**arrays).check_against(DISCRETE, "X-v0")
+
+
+def test_float_actions_for_a_discrete_env_are_a_spec_mismatch(make_demo_arrays):
+    arrays = make_demo_arrays()
+    arrays["actions"] = arrays["actions"].astype(np.float32)
+    with pytest.raises(DemoSpecMismatchError, match="integer"):
+        DemoSet(**arrays).check_against(DISCRETE, "X-v0")
+
+
+def _continuous_demos(make_demo_arrays, actions):
+    arrays = make_demo_arrays()
+    arrays["actions"] = np.asarray(actions, dtype=np.float32)
+    return DemoSet(**arrays)
+
+
+BOX = EnvSpaces(observation_shape=(8,), action_shape=(2,), action_low=np.array([-1.0, -1.0]), action_high=np.array([1.0, 1.0]))
+
+
+def test_continuous_actions_inside_bounds_pass(make_demo_arrays):
+    _continuous_demos(make_demo_arrays, np.full((7, 2), 0.99)).check_against(BOX, "Box-v0")
+
+
+@pytest.mark.parametrize("value", [1.5, -1.01])
+def test_continuous_actions_outside_bounds_are_a_spec_mismatch(make_demo_arrays, value):
+    actions = np.zeros((7, 2))
+    actions[5, 1] = value
+    with pytest.raises(DemoSpecMismatchError, match="bounds"):
+        _continuous_demos(make_demo_arrays, actions).check_against(BOX, "Box-v0")
+
+
+def test_continuous_actions_of_wrong_shape_are_a_spec_mismatch(make_demo_arrays):
+    with pytest.raises(DemoSpecMismatchError, match="shape"):
+        _continuous_demos(make_demo_arrays, np.zeros((7, 3))).check_against(BOX, "Box-v0")
+
+
+# --- the `demos` command line ---------------------------------------------------------------------------
+
+
+def test_demos_inspect_of_a_bad_file_exits_2_with_one_error_line_and_no_traceback(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 truncated zip")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sqil_lightning", "demos", "inspect", str(bad)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:")
+    assert str(bad) in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_demos_generate_writes_a_lunarlander_file_and_inspect_rejects_it_for_cartpole(tmp_path, capsys):
+    out = tmp_path / "ll.npz"
+    main(["demos", "generate", "--expert", "lunarlander_scripted", "--episodes", "2", "--out", str(out)])
+    assert str(out) in capsys.readouterr().out
+
+    demos = DemoSet.load(out)
+    assert demos.num_episodes == 2
+    assert demos.observations.shape[1:] == (8,)
+    assert set(np.unique(demos.actions)) <= {0, 1, 2, 3}
+    assert demos.metadata["env_id"] == "LunarLander-v3"
+    assert demos.metadata["source"] == "lunarlander_scripted"
+    demos.check_against(env_spaces("LunarLander-v3"), "LunarLander-v3")
+
+    main(["demos", "inspect", str(out), "--env-id", "LunarLander-v3"])
+    assert "2 episodes" in capsys.readouterr().out
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demos", "inspect", str(out), "--env-id", "CartPole-v1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
+    assert "CartPole-v1" in err[0] and "(8,)" in err[0] and "(4,)" in err[0]
+
+
+def test_recorded_expert_episodes_are_whole_and_end_terminated(lunarlander_demo_file):
+    demos = DemoSet.load(lunarlander_demo_file)
+    assert demos.num_episodes == 2
+    ends = np.flatnonzero(np.diff(demos.episode_ids)).tolist() + [len(demos) - 1]
+    assert (demos.terminated | demos.truncated)[ends].all()
+    # Consecutive rows within an episode chain: next observation of row t is observation of row t+1.
+    same_episode = demos.episode_ids[:-1] == demos.episode_ids[1:]
+    np.testing.assert_array_equal(demos.next_observations[:-1][same_episode], demos.observations[1:][same_episode])
+    assert demos.metadata["seed"] == 0
