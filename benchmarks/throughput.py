@@ -73,6 +73,7 @@ def bare_updates_per_second(datamodule: SQILDataModule, steps: int, warmup: int)
     model = SoftQSQIL(datamodule.observation_shape, datamodule.num_actions)
     q_net, target_net, mhp = model.q_network, model.target_network, model.hparams
     optimizer = torch.optim.Adam(q_net.parameters(), lr=mhp.lr)
+    decay = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, mhp.final_lr_fraction, total_iters=steps + warmup)
     q_params, target_params = list(q_net.parameters()), list(target_net.parameters())
     is_demo = torch.cat([torch.ones(n_demo, dtype=torch.bool), torch.zeros(n_online, dtype=torch.bool)])
 
@@ -95,6 +96,7 @@ def bare_updates_per_second(datamodule: SQILDataModule, steps: int, warmup: int)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        decay.step()
         with torch.no_grad():
             torch._foreach_lerp_(target_params, q_params, mhp.target_tau)
     return steps / (time.perf_counter() - start)

@@ -75,7 +75,8 @@ class Evaluation(Callback):
         return results
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
-        if trainer.global_step % self.every_n_steps == 0:
+        # The last step is left to the longer final evaluation.
+        if trainer.global_step % self.every_n_steps == 0 and trainer.global_step < trainer.max_steps:
             self.evaluate(trainer, pl_module, self.episodes)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -55,7 +55,11 @@ def lightning_main(args: Sequence[str] | None = None, run: bool = True) -> SQILC
     return SQILCLI(
         datamodule_class=SQILDataModule,
         subclass_mode_model=True,
-        parser_kwargs={"parser_mode": "omegaconf"},
+        parser_kwargs={
+            "parser_mode": "omegaconf",
+            "prog": "python -m sqil_lightning",
+            "description": "SQIL on Lightning. Subcommands below; demo files: `python -m sqil_lightning demos --help`.",
+        },
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,
@@ -113,7 +117,8 @@ def main(args: Sequence[str] | None = None) -> None:
         if argv and argv[0] == "demos":
             demos_main(argv[1:])
         else:
-            lightning_main(argv)
+            # None lets LightningCLI read sys.argv itself (it warns when given both).
+            lightning_main(None if args is None else argv)
     except Exception as exc:
         user_error = _user_error(exc)
         if user_error is None:

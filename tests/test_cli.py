@@ -122,6 +122,14 @@ def test_fit_writes_a_last_checkpoint_with_q_network_weights(fit_run):
     assert not torch.equal(state["q_network.0.weight"], state["target_network.0.weight"])
 
 
+def test_learning_rate_has_decayed_to_its_final_fraction_at_max_steps(fit_run):
+    checkpoint = torch.load(fit_run["log_dir"] / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    hparams = checkpoint["hyper_parameters"]
+    (scheduler,) = checkpoint["lr_schedulers"]
+    assert scheduler["_step_count"] == checkpoint["global_step"] + 1
+    assert scheduler["_last_lr"][0] == pytest.approx(hparams["lr"] * hparams["final_lr_fraction"])
+
+
 def test_checkpoint_loads_into_a_module_whose_policy_acts(fit_run):
     last = fit_run["log_dir"] / "checkpoints" / "last.ckpt"
     module = SoftQSQIL.load_from_checkpoint(last, map_location="cpu")

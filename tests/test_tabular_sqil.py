@@ -88,7 +88,8 @@ def test_sqil_greedy_policy_takes_the_expert_action_in_every_demo_state_and_retu
         temperature=0.1, lambda_samp=1.0, lr=3e-3, target_tau=0.05,
     )
     monkeypatch.setattr(module, "_logging_step", lambda: False)
-    optimizer = module.configure_optimizers()["optimizer"]
+    optimizer = torch.optim.Adam(module.q_network.parameters(), lr=module.hparams.lr)
+    module.on_train_start()
 
     buffer = make_sqil_buffer(relabel_demo_rewards(demos, 1.0, GAMMA, absorbing=True), 1000, 0.5, 32)
     buffer.extend(relabel_online_rewards(random_rollouts(300, torch.Generator().manual_seed(0))))
