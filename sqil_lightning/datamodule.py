@@ -72,7 +72,7 @@ class SQILDataModule(LightningDataModule):
         absorbing_reward: bool = True,
         gamma: float = 0.97,
         demo_fraction: float = 0.5,
-        batch_size: int = 512,
+        batch_size: int = 256,
         online_capacity: int = 100_000,
         initial_frames: int = 1_000,
         rollout_frames: int = 4,

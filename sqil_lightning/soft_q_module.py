@@ -70,6 +70,15 @@ class SoftQSQIL(LightningModule):
         self.target_network.load_state_dict(self.q_network.state_dict())
         self.target_network.requires_grad_(False)
 
+    def __setattr__(self, name: str, value) -> None:
+        # Lightning records the running hook's name on the module ~26 times a step; through
+        # nn.Module.__setattr__ (which checks parameters, buffers and submodules) that costs
+        # ~60 µs, 4% of a CPU update. The name is plain bookkeeping, so store it directly.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def policy(self, greedy: bool) -> TensorDictModule:
         """The Boltzmann policy (``greedy=False``, used to collect) or its argmax (evaluation)."""
         return boltzmann_policy(self.q_network, self.hparams.temperature, greedy)
