@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from callbacks import Evaluation, PeriodicRollout
@@ -30,6 +32,13 @@ class SQILCLI(LightningCLI):
         parser.add_lightning_class_args(Evaluation, "evaluation")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_argument(
+            "--progress_bar_refresh_rate",
+            type=int,
+            default=100,
+            help="steps between redraws of the progress bar; redrawing every step costs ~13%% of the "
+            "updates/s on a 2-core CPU. Ignored with --trainer.enable_progress_bar false.",
+        )
+        parser.add_argument(
             "--torch_threads",
             type=int,
             default=1,
@@ -48,6 +57,15 @@ class SQILCLI(LightningCLI):
         if threads < 1:
             raise ConfigError(f"torch_threads = {threads} is invalid; it must be a positive integer")
         torch.set_num_threads(threads)
+
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        callbacks = list(config["trainer"].get("callbacks") or [])
+        wants_bar = config["trainer"].get("enable_progress_bar") is not False
+        if wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
+            kwargs["callbacks"] = [*callbacks, TQDMProgressBar(refresh_rate=config["progress_bar_refresh_rate"])]
+        return super().instantiate_trainer(**kwargs)
 
 
 def lightning_main(args: Sequence[str] | None = None, run: bool = True) -> SQILCLI:
