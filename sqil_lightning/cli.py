@@ -8,13 +8,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from callbacks import Evaluation, PeriodicRollout
-
 from sqil_lightning.datamodule import SQILDataModule
 from sqil_lightning.demos import DemoSet
 from sqil_lightning.envs import env_spaces
@@ -51,13 +49,11 @@ class SQILCLI(LightningCLI):
         parser.link_arguments("data", "model.init_args.observation_shape", lambda d: d.observation_shape, apply_on="instantiate")
         parser.link_arguments("data", "model.init_args.num_actions", lambda d: d.num_actions, apply_on="instantiate")
 
-
     def before_instantiate_classes(self) -> None:
         threads = self.config[self.subcommand]["torch_threads"] if self.subcommand else self.config["torch_threads"]
         if threads < 1:
             raise ConfigError(f"torch_threads = {threads} is invalid; it must be a positive integer")
         torch.set_num_threads(threads)
-
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
