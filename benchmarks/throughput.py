@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_file import append_section, machine_line  # noqa: E402
 
 from sqil_lightning.datamodule import SQILDataModule
-from sqil_lightning.networks import mlp
 from sqil_lightning.soft_bellman import soft_bellman_target, soft_value, sqil_loss
 from sqil_lightning.soft_q_module import SoftQSQIL
 

@@ -17,7 +17,7 @@ from sqil_lightning.datamodule import SQILDataModule
 from sqil_lightning.demos import DemoSet
 from sqil_lightning.envs import env_spaces
 from sqil_lightning.errors import ConfigError, UserInputError
-from sqil_lightning.experts import EXPERTS, expert_env_id, generate_expert_demos
+from sqil_lightning.experts import EXPERTS, generate_expert_demos
 
 
 class SQILCLI(LightningCLI):
