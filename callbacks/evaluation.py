@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from sqil_lightning.errors import ConfigError
@@ -86,6 +87,14 @@ class Evaluation(Callback):
         results = self.evaluate(trainer, pl_module, self.final_episodes)
         self._write_result(trainer, results, train_seconds)
 
+    @staticmethod
+    def _metrics_location(logger: Logger) -> str:
+        """Where a logger's metrics are: the CSV file itself, or the logger's directory."""
+        csv_file = Path(logger.log_dir or "") / "metrics.csv" if isinstance(logger, CSVLogger) else None
+        if csv_file is not None and csv_file.exists():
+            return str(csv_file)
+        return f"{type(logger).__name__} in {logger.save_dir}"
+
     @rank_zero_only
     def _write_result(self, trainer: Trainer, results: dict[str, EvalResult], train_seconds: float) -> None:
         log_dir = Path(trainer.log_dir or trainer.default_root_dir)
@@ -103,7 +112,7 @@ class Evaluation(Callback):
         checkpoint = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else None
         for logger in trainer.loggers:
             logger.save()  # flush buffered metrics so the file printed below is complete
-        metrics = [Path(lg.log_dir) / "metrics.csv" for lg in trainer.loggers if hasattr(lg, "log_dir") and lg.log_dir]
+        metrics = [self._metrics_location(lg) for lg in trainer.loggers]
         seed = trainer.datamodule.hparams.eval_seed
         lines = [f"final evaluation over {self.final_episodes} episodes (seeds {seed}…{seed + self.final_episodes - 1}):"]
         for mode, result in results.items():
@@ -111,7 +120,7 @@ class Evaluation(Callback):
             lines.append(f"  {mode}: mean return {result.mean_return:.1f}{success}, mean length {result.mean_length:.0f}")
         lines += [
             f"checkpoint: {checkpoint or '(none written)'}",
-            f"metrics:    {', '.join(str(m) for m in metrics if m.exists()) or '(logger wrote no file)'}",
+            f"metrics:    {', '.join(metrics) or '(no logger configured)'}",
             f"result:     {self.result_path}",
         ]
         print("\n".join(lines), flush=True)
