@@ -65,19 +65,23 @@ def curve(seed_dir: Path) -> list[dict[str, float]]:
     return [{k: float(r[k]) for k in keys} for r in rows]
 
 
-def plot(curves: dict[int, list[dict[str, float]]], expert_rate: float, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for seed, points in curves.items():
-        ys = [p["eval/greedy/success_rate"] for p in points]
-        axes[0].plot([p["env_steps"] for p in points], ys, marker="o", label=f"SQIL seed {seed}")
-        axes[1].plot([p["time/elapsed_s"] for p in points], ys, marker="o", label=f"SQIL seed {seed}")
-    for ax, xlabel in zip(axes, ("env steps", "wall-clock since fit start (s)")):
-        ax.axhline(expert_rate, color="k", ls="--", label="scripted expert")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("greedy success rate")
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-    axes[0].legend(loc="lower right")
+def plot(curves: dict[int, list[dict[str, float]]], expert: dict[str, float], path: Path) -> None:
+    """Success rate and return against env steps (left) and wall-clock (right), one line a seed."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex="col")
+    metrics = (("eval/greedy/success_rate", "greedy success rate", "success"), ("eval/greedy/return", "greedy return", "return"))
+    for row, (key, ylabel, expert_key) in enumerate(metrics):
+        for col, (xkey, xlabel) in enumerate((("env_steps", "env steps"), ("time/elapsed_s", "wall-clock since fit start (s)"))):
+            ax = axes[row, col]
+            for seed, points in curves.items():
+                ax.plot([p[xkey] for p in points], [p[key] for p in points], marker="o", label=f"SQIL seed {seed}")
+            ax.axhline(expert[expert_key], color="k", ls="--", label="scripted expert")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+            if row == 1:
+                ax.set_xlabel(xlabel)
+        axes[0, 0].set_ylim(-0.02, 1.02)
+        axes[0, 1].set_ylim(-0.02, 1.02)
+    axes[0, 0].legend(loc="lower right")
     fig.suptitle("SQIL on LunarLander-v3 (periodic evaluations: 10 episodes; last point: final 100 episodes)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -107,7 +111,7 @@ def main() -> None:
     expert = evaluate_policy("LunarLander-v3", make_expert("lunarlander_scripted"), 100, eval_seed)
     print(f"expert on the same 100 episodes: success {expert.success_rate:.2f}, return {expert.mean_return:.1f}")
     png = RESULTS.parent / "lunarlander_learning.png"
-    plot(curves, expert.success_rate, png)
+    plot(curves, {"success": expert.success_rate, "return": expert.mean_return}, png)
     if args.write:
         rates = [f["greedy"]["success_rate"] for f in finals.values()]
         mean_rate = sum(rates) / len(rates)
@@ -133,7 +137,7 @@ def main() -> None:
                 f"| **mean** | **{mean_rate:.2f}** | | | | | |",
                 f"| scripted expert (same 100 episodes) | {expert.success_rate:.2f} | {expert.mean_return:.1f} | | | | |",
                 "",
-                f"![success vs env steps and wall-clock]({png.name})",
+                f"![success and return vs env steps and wall-clock]({png.name})",
             ],
         )
 
