@@ -12,11 +12,7 @@ resumes where it stopped.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import matplotlib
@@ -25,44 +21,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_runs import ROOT, eval_curve, finished, fit  # noqa: E402
 from results_file import RESULTS, append_section, machine_line  # noqa: E402
 
 from sqil_lightning.evaluation import evaluate_policy  # noqa: E402
 from sqil_lightning.experts import make_expert  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIG = "conf/lunarlander.yaml"
-
-
-def run_dir(out: Path, seed: int) -> Path:
-    return out / "lunarlander" / f"seed_{seed}"
-
-
-def train(seed: int, out: Path, extra: list[str]) -> float:
-    """Run the CLI for one seed; returns its wall-clock in seconds (the whole command)."""
-    command = [
-        sys.executable, "-m", "sqil_lightning", "fit", "--config", CONFIG,
-        "--seed_everything", str(seed), "--data.seed", str(seed),
-        "--trainer.logger.init_args.save_dir", str(out),
-        "--trainer.logger.init_args.version", f"seed_{seed}",
-        "--trainer.enable_progress_bar", "false", *extra,
-    ]
-    log = run_dir(out, seed).with_suffix(".log")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with log.open("w") as f:
-        subprocess.run(command, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=True)
-    wall = time.perf_counter() - start
-    (run_dir(out, seed) / "wall_clock.json").write_text(json.dumps({"seconds": wall}))
-    return wall
-
-
-def curve(seed_dir: Path) -> list[dict[str, float]]:
-    """The periodic greedy evaluations logged in metrics.csv."""
-    with (seed_dir / "metrics.csv").open() as f:
-        rows = [r for r in csv.DictReader(f) if r.get("eval/greedy/return")]
-    keys = ("env_steps", "time/elapsed_s", "eval/greedy/return", "eval/greedy/success_rate")
-    return [{k: float(r[k]) for k in keys} for r in rows]
 
 
 def plot(curves: dict[int, list[dict[str, float]]], expert: dict[str, float], path: Path) -> None:
@@ -97,13 +62,10 @@ def main() -> None:
 
     finals, curves = {}, {}
     for seed in args.seeds:
-        result = run_dir(args.out, seed) / "result.json"
-        if not result.exists():
-            print(f"seed {seed}: training …", flush=True)
-            train(seed, args.out, args.extra)
-        finals[seed] = json.loads(result.read_text())
-        finals[seed]["wall_clock"] = json.loads((run_dir(args.out, seed) / "wall_clock.json").read_text())["seconds"]
-        curves[seed] = curve(run_dir(args.out, seed))
+        print(f"seed {seed}: training (skipped if finished) …", flush=True)
+        overrides = ["--seed_everything", str(seed), "--data.seed", str(seed), *args.extra]
+        run = fit([CONFIG], args.out, "lunarlander", f"seed_{seed}", overrides)
+        finals[seed], curves[seed] = finished(run), eval_curve(run, "greedy")
         g = finals[seed]["greedy"]
         print(f"seed {seed}: success {g['success_rate']:.2f}, return {g['mean_return']:.1f}, command {finals[seed]['wall_clock']:.0f} s", flush=True)
 

@@ -46,7 +46,7 @@ class StepTimer(Callback):
 
 
 def lightning_updates_per_second(datamodule: SQILDataModule, steps: int, warmup: int, log_dir: str) -> float:
-    model = SoftQSQIL(datamodule.observation_shape, datamodule.num_actions)
+    model = SoftQSQIL(datamodule.observation_shape, datamodule.action_space)
     timer = StepTimer(warmup)
     trainer = Trainer(
         accelerator="cpu",
@@ -69,7 +69,7 @@ def bare_updates_per_second(datamodule: SQILDataModule, steps: int, warmup: int)
     online = datamodule.buffer.online_buffer[:]
     n_demo = round(hp.demo_fraction * hp.batch_size)
     n_online = hp.batch_size - n_demo
-    model = SoftQSQIL(datamodule.observation_shape, datamodule.num_actions)
+    model = SoftQSQIL(datamodule.observation_shape, datamodule.action_space)
     q_net, target_net, mhp = model.q_network, model.target_network, model.hparams
     optimizer = torch.optim.Adam(q_net.parameters(), lr=mhp.lr)
     decay = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, mhp.final_lr_fraction, total_iters=steps + warmup)
@@ -102,8 +102,8 @@ def bare_updates_per_second(datamodule: SQILDataModule, steps: int, warmup: int)
 
 
 def collection_steps_per_second(datamodule: SQILDataModule, frames: int) -> float:
-    model = SoftQSQIL(datamodule.observation_shape, datamodule.num_actions)
-    datamodule.start_collector(model.policy(greedy=False), "cpu")
+    model = SoftQSQIL(datamodule.observation_shape, datamodule.action_space)
+    datamodule.start_collector(model.policy(deterministic=False), "cpu")
     start_steps, start = datamodule.env_steps, time.perf_counter()
     while datamodule.env_steps - start_steps < frames:
         datamodule.collect()

@@ -13,22 +13,23 @@ from lightning.pytorch.utilities import rank_zero_only
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.evaluation import EvalResult, evaluate_policy
 
-MODES = ("greedy", "stochastic")
+MODES = ("deterministic", "stochastic")
 
 
 class Evaluation(Callback):
     """Evaluate every ``every_n_steps`` gradient steps and once more, longer, at the end of fit.
 
-    Metrics are logged as ``eval/<mode>/return``, ``eval/<mode>/success_rate`` and
-    ``eval/<mode>/episode_length``, where mode says how the policy acted: ``greedy`` (argmax Q)
-    or ``stochastic`` (sampling the Boltzmann policy the agent trains with). The final evaluation
-    is written to ``<log_dir>/result.json``.
+    Metrics are logged as ``eval/<how>/return``, ``eval/<how>/success_rate`` and
+    ``eval/<how>/episode_length``, where <how> says how the policy acted: ``greedy`` (argmax Q),
+    ``mean_action`` (SAC's deterministic action) or ``stochastic`` (sampling the policy the agent
+    trains with). The final evaluation is written to ``<log_dir>/result.json``.
 
     Args:
         every_n_steps: gradient steps between evaluations.
         episodes: episodes per periodic evaluation.
         final_episodes: episodes of the evaluation at the end of fit (0 skips it).
-        modes: which policies to evaluate, any of ``greedy`` and ``stochastic``.
+        modes: which policies to evaluate, any of ``deterministic`` (greedy / mean action) and
+            ``stochastic``.
 
     Episode i of every evaluation starts from ``reset(seed=data.eval_seed + i)``.
     """
@@ -38,7 +39,7 @@ class Evaluation(Callback):
         every_n_steps: int = 5_000,
         episodes: int = 10,
         final_episodes: int = 100,
-        modes: list[str] = ["greedy"],
+        modes: list[str] = ["deterministic"],
     ) -> None:
         unknown = [m for m in modes if m not in MODES]
         if unknown or not modes:
@@ -60,19 +61,21 @@ class Evaluation(Callback):
         env_id, seed = trainer.datamodule.hparams.env_id, trainer.datamodule.hparams.eval_seed
         results = {}
         for mode in self.modes:
-            policy = pl_module.policy(greedy=mode == "greedy")
+            deterministic = mode == "deterministic"
+            policy = pl_module.policy(deterministic=deterministic)
             result = evaluate_policy(env_id, policy, episodes, seed)
-            results[mode] = result
-            metrics = {f"eval/{mode}/return": result.mean_return, f"eval/{mode}/episode_length": result.mean_length}
+            label = pl_module.deterministic_label if deterministic else mode
+            results[label] = result
+            metrics = {f"eval/{label}/return": result.mean_return, f"eval/{label}/episode_length": result.mean_length}
             if result.success_rate is not None:
-                metrics[f"eval/{mode}/success_rate"] = result.success_rate
+                metrics[f"eval/{label}/success_rate"] = result.success_rate
             metrics["env_steps"] = float(trainer.datamodule.env_steps)
             metrics["time/elapsed_s"] = time.perf_counter() - self._fit_start
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=trainer.global_step)
             key = "success" if result.success_rate is not None else "return"
             value = result.success_rate if result.success_rate is not None else result.mean_return
-            trainer.progress_bar_metrics[f"{mode}_{key}"] = round(value, 3)
+            trainer.progress_bar_metrics[f"{label}_{key}"] = round(value, 3)
         return results
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:

@@ -2,6 +2,7 @@
 
 from sqil_lightning.datamodule import SQILDataModule
 from sqil_lightning.demos import DemoSet
+from sqil_lightning.sac_module import SACSQIL
 from sqil_lightning.soft_q_module import SoftQSQIL
 
-__all__ = ["DemoSet", "SQILDataModule", "SoftQSQIL"]
+__all__ = ["DemoSet", "SACSQIL", "SQILDataModule", "SoftQSQIL"]

@@ -17,7 +17,8 @@ from sqil_lightning.datamodule import SQILDataModule
 from sqil_lightning.demos import DemoSet
 from sqil_lightning.envs import env_spaces
 from sqil_lightning.errors import ConfigError, UserInputError
-from sqil_lightning.experts import EXPERTS, generate_expert_demos
+from sqil_lightning.experts import EXPERTS, generate_expert_demos, record_checkpoint_demos
+from sqil_lightning.minari_demos import load_minari_demos
 
 
 class SQILCLI(LightningCLI):
@@ -47,7 +48,9 @@ class SQILCLI(LightningCLI):
         parser.link_arguments("model.init_args.gamma", "data.gamma")
         # Network input/output sizes come from the env, not from the user.
         parser.link_arguments("data", "model.init_args.observation_shape", lambda d: d.observation_shape, apply_on="instantiate")
-        parser.link_arguments("data", "model.init_args.num_actions", lambda d: d.num_actions, apply_on="instantiate")
+        # Both learners take the same linked arguments: a link to an argument one of them lacks
+        # breaks `--ckpt_path`, where LightningCLI re-parses the checkpoint's hyperparameters.
+        parser.link_arguments("data", "model.init_args.action_space", lambda d: d.action_space, apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         threads = self.config[self.subcommand]["torch_threads"] if self.subcommand else self.config["torch_threads"]
@@ -89,12 +92,28 @@ def demos_main(args: Sequence[str]) -> None:
     gen.add_argument("--episodes", type=int, default=100)
     gen.add_argument("--seed", type=int, default=0, help="episode i starts from reset(seed=SEED+i)")
     gen.add_argument("--out", required=True, help="path of the .npz demo file to write")
+    rec = sub.add_parser("record", help="record episodes of a trained checkpoint (e.g. an expert trained with data.reward env)")
+    rec.add_argument("--checkpoint", required=True, help="a .ckpt written by `python -m sqil_lightning fit`")
+    rec.add_argument("--episodes", type=int, default=10)
+    rec.add_argument("--seed", type=int, default=0, help="episode i starts from reset(seed=SEED+i)")
+    rec.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic policy")
+    rec.add_argument("--out", required=True, help="path of the .npz demo file to write")
+    min_ = sub.add_parser("from-minari", help="convert a local Minari dataset (id or folder) into a demo file")
+    min_.add_argument("dataset", help="dataset id in the local Minari root, or a dataset folder")
+    min_.add_argument("--out", required=True, help="path of the .npz demo file to write")
     ins = sub.add_parser("inspect", help="validate a demo file and print what it holds")
     ins.add_argument("path")
     ins.add_argument("--env-id", help="also check the demos against this env's spaces")
     ns = parser.parse_args(list(args))
     if ns.command == "generate":
         demos = generate_expert_demos(ns.expert, ns.episodes, ns.seed, ns.out)
+        print(f"wrote {ns.out}")
+    elif ns.command == "record":
+        demos = record_checkpoint_demos(ns.checkpoint, ns.episodes, ns.seed, ns.out, deterministic=not ns.stochastic)
+        print(f"wrote {ns.out}")
+    elif ns.command == "from-minari":
+        demos = load_minari_demos(ns.dataset)
+        demos.save(ns.out)
         print(f"wrote {ns.out}")
     else:
         demos = DemoSet.load(ns.path)

@@ -1,7 +1,8 @@
 """The SQIL DataModule: env, collector and the pinned-demo replay buffer.
 
 Data flow: demos → relabelled (reward r) → pinned demo partition; collector (current policy) →
-relabelled (reward 0) → online partition; `BalancedBatches` → Lightning's fit loop.
+relabelled (reward 0) → online partition; `BalancedBatches` → Lightning's fit loop. With the reward
+source ``env`` (plain RL, how experts are trained) there are no demos and rows keep the env's reward.
 """
 
 from __future__ import annotations
@@ -20,13 +21,24 @@ from torch.utils.data import DataLoader
 from torchrl.collectors import Collector
 from torchrl.envs import EnvBase
 
-from sqil_lightning.demos import DemoSet
-from sqil_lightning.errors import ConfigError
+from sqil_lightning.demos import DemoFileNotFoundError, DemoSet
 from sqil_lightning.envs import env_spaces, has_success, make_env
-from sqil_lightning.experts import expert_env_id, generate_expert_demos
+from sqil_lightning.errors import ConfigError
+from sqil_lightning.experts import (
+    EXPERTS,
+    TRAIN_EXPERT_HINT,
+    expert_env_id,
+    generate_expert_demos,
+    is_checkpoint,
+    record_checkpoint_demos,
+)
+from sqil_lightning.minari_demos import load_minari_demos
 from sqil_lightning.replay import (
+    REWARD_SOURCES,
     BalancedBatches,
     absorbing_needs_discount,
+    keep_env_rewards,
+    make_online_buffer,
     make_sqil_buffer,
     relabel_demo_rewards,
     relabel_online_rewards,
@@ -40,10 +52,15 @@ class SQILDataModule(LightningDataModule):
 
     Args:
         env_id: gymnasium env id.
+        reward: ``sqil`` (demo rows reward r, the agent's rows 0: imitation) or ``env`` (the env's
+            own reward and no demos: plain soft-Q / SAC, how experts are trained).
         demo_path: demo file (.npz, see `sqil_lightning.demos`). Default:
-            ``demos/<env_id>_<demo_expert>_<demo_episodes>ep_seed<demo_seed>.npz``.
-        demo_expert: built-in expert that generates the demo file on first use when it is missing
-            (e.g. ``lunarlander_scripted``); ``null`` means the file must exist.
+            ``demos/<env_id>_<demo source>_<demo_episodes>ep_seed<demo_seed>.npz``.
+        demo_expert: what generates the demo file on first use when it is missing: a built-in
+            expert (e.g. ``lunarlander_scripted``) or an expert checkpoint (``*.ckpt``, trained
+            with ``reward: env``); ``null`` means the file must exist or come from Minari.
+        demo_minari: a Minari dataset (id in the local Minari root, or a dataset folder) converted
+            into the demo file on first use; needs ``pip install -e ".[minari]"``.
         demo_episodes: episodes the expert records when it generates demos.
         demo_seed: episode i of the demos starts from ``reset(seed=demo_seed + i)``.
         demo_reward: the constant reward r of demo transitions (paper Algorithm 1).
@@ -64,8 +81,10 @@ class SQILDataModule(LightningDataModule):
     def __init__(
         self,
         env_id: str = "LunarLander-v3",
+        reward: str = "sqil",
         demo_path: str | None = None,
         demo_expert: str | None = "lunarlander_scripted",
+        demo_minari: str | None = None,
         demo_episodes: int = 100,
         demo_seed: int = 0,
         demo_reward: float = 1.0,
@@ -96,14 +115,10 @@ class SQILDataModule(LightningDataModule):
         ):
             if value < 1:
                 raise ConfigError(f"data.{name} = {value} is invalid; it must be a positive integer")
-        if absorbing_reward and gamma >= 1.0:
-            raise ConfigError(absorbing_needs_discount(gamma))
-        if demo_path is None and demo_expert is None:
-            raise ConfigError("set data.demo_path (a demo file) or data.demo_expert (a built-in expert that generates one)")
-        if demo_expert is not None and expert_env_id(demo_expert) != env_id:
-            raise ConfigError(
-                f"data.demo_expert = {demo_expert!r} acts in {expert_env_id(demo_expert)}, not data.env_id = {env_id!r}"
-            )
+        if reward not in REWARD_SOURCES:
+            raise ConfigError(f"data.reward = {reward!r} is invalid; choose one of {list(REWARD_SOURCES)}")
+        if reward == "sqil":
+            self._check_demo_settings(env_id, demo_path, demo_expert, demo_minari, absorbing_reward, gamma)
         self.save_hyperparameters()
         self.env_steps = 0
         self.buffer = None
@@ -118,40 +133,97 @@ class SQILDataModule(LightningDataModule):
     def observation_shape(self) -> tuple[int, ...]:
         return tuple(self.spaces.observation_shape)
 
+    @staticmethod
+    def _check_demo_settings(
+        env_id: str, demo_path: str | None, demo_expert: str | None, demo_minari: str | None, absorbing: bool, gamma: float
+    ) -> None:
+        if absorbing and gamma >= 1.0:
+            raise ConfigError(absorbing_needs_discount(gamma))
+        if demo_expert is not None and demo_minari is not None:
+            raise ConfigError("set at most one of data.demo_expert and data.demo_minari: both would make the demo file")
+        if demo_path is None and demo_expert is None and demo_minari is None:
+            raise ConfigError(f"data.reward = sqil needs demos. {SQILDataModule.demo_sources_help(env_id)}")
+        if demo_expert is not None and not is_checkpoint(demo_expert) and expert_env_id(demo_expert) != env_id:
+            raise ConfigError(
+                f"data.demo_expert = {demo_expert!r} acts in {expert_env_id(demo_expert)}, not data.env_id = {env_id!r}"
+            )
+
+    @staticmethod
+    def demo_sources_help(env_id: str) -> str:
+        """The ways a user can get demos, for error messages."""
+        return (
+            "Ways to get demos: (1) data.demo_path: an existing .npz demo file; "
+            f"(2) data.demo_expert: a built-in expert ({', '.join(sorted(EXPERTS))}) or an expert checkpoint (*.ckpt) "
+            f"that records the demo file on first use; to get a checkpoint for {env_id}, {TRAIN_EXPERT_HINT}; "
+            "(3) write a demo file with `python -m sqil_lightning demos generate --expert NAME --out FILE.npz` "
+            "or `python -m sqil_lightning demos record --checkpoint CKPT --episodes N --out FILE.npz`; "
+            "(4) data.demo_minari: a local Minari dataset id or folder (pip install -e \".[minari]\")."
+        )
+
     @property
-    def num_actions(self) -> int:
-        if not self.spaces.discrete:
-            raise ConfigError(f"data.env_id = {self.hparams.env_id!r} has continuous actions; the soft-Q module needs discrete ones")
-        return int(self.spaces.num_actions)
+    def action_space(self) -> dict[str, Any]:
+        """The env's actions for the learner: ``{"n": N}`` (discrete) or ``{"low": [...], "high": [...]}`` (Box)."""
+        if self.spaces.discrete:
+            return {"n": int(self.spaces.num_actions)}
+        return {
+            "low": [float(x) for x in self.spaces.action_low.reshape(-1)],
+            "high": [float(x) for x in self.spaces.action_high.reshape(-1)],
+        }
+
+    @property
+    def uses_demos(self) -> bool:
+        """Whether this run imitates (reward source ``sqil``) and so needs demos."""
+        return self.hparams.reward == "sqil"
 
     @property
     def resolved_demo_path(self) -> Path:
         hp = self.hparams
         if hp.demo_path is not None:
             return Path(hp.demo_path)
-        return Path("demos") / f"{hp.env_id}_{hp.demo_expert}_{hp.demo_episodes}ep_seed{hp.demo_seed}.npz"
+        source = hp.demo_expert if hp.demo_expert is not None else f"minari-{hp.demo_minari}"
+        # A checkpoint or dataset path becomes one file-name-safe token.
+        token = Path(source).with_suffix("").as_posix().strip("./").replace("/", "-")
+        return Path("demos") / f"{hp.env_id}_{token}_{hp.demo_episodes}ep_seed{hp.demo_seed}.npz"
 
     def load_demos(self) -> DemoSet:
-        """The demo file, generated by ``demo_expert`` if missing, checked against the env."""
-        hp = self.hparams
+        """The demo file, made from ``demo_expert`` or ``demo_minari`` if missing, checked against the env."""
         path = self.resolved_demo_path
-        if not path.exists() and hp.demo_expert is not None:
-            log.info("generating %d %s demo episodes into %s", hp.demo_episodes, hp.demo_expert, path)
-            generate_expert_demos(hp.demo_expert, hp.demo_episodes, hp.demo_seed, path)
+        if not path.exists():
+            self._make_demo_file(path)
         demos = DemoSet.load(path)
-        demos.check_against(self.spaces, hp.env_id, source=f"demo file {path}")
+        demos.check_against(self.spaces, self.hparams.env_id, source=f"demo file {path}")
         return demos
 
+    def _make_demo_file(self, path: Path) -> None:
+        hp = self.hparams
+        if hp.demo_minari is not None:
+            log.info("converting Minari dataset %s into %s", hp.demo_minari, path)
+            demos = load_minari_demos(hp.demo_minari)
+            demos.check_against(self.spaces, hp.env_id, source=f"Minari dataset {hp.demo_minari}")
+            demos.save(path)
+        elif hp.demo_expert is not None and is_checkpoint(hp.demo_expert):
+            log.info("recording %d episodes of %s into %s", hp.demo_episodes, hp.demo_expert, path)
+            record_checkpoint_demos(hp.demo_expert, hp.demo_episodes, hp.demo_seed, path, expected_env_id=hp.env_id)
+        elif hp.demo_expert is not None:
+            log.info("generating %d %s demo episodes into %s", hp.demo_episodes, hp.demo_expert, path)
+            generate_expert_demos(hp.demo_expert, hp.demo_episodes, hp.demo_seed, path)
+        else:
+            raise DemoFileNotFoundError(f"data.demo_path = {path} does not exist. {self.demo_sources_help(hp.env_id)}")
+
     def prepare_data(self) -> None:
-        # Runs once per node before any `setup`: generate the demo file here, not in every rank.
-        self.load_demos()
+        # Runs once per node before any `setup`: make the demo file here, not in every rank.
+        if self.uses_demos:
+            self.load_demos()
 
     def setup(self, stage: str) -> None:
         if self.buffer is not None:
             return
         hp = self.hparams
-        demos = relabel_demo_rewards(self.load_demos().to_tensordict(), hp.demo_reward, hp.gamma, hp.absorbing_reward)
-        self.buffer = make_sqil_buffer(demos, hp.online_capacity, hp.demo_fraction, hp.batch_size)
+        if self.uses_demos:
+            demos = relabel_demo_rewards(self.load_demos().to_tensordict(), hp.demo_reward, hp.gamma, hp.absorbing_reward)
+            self.buffer = make_sqil_buffer(demos, hp.online_capacity, hp.demo_fraction, hp.batch_size)
+        else:
+            self.buffer = make_online_buffer(hp.online_capacity)
         self._batches = BalancedBatches(self.buffer, hp.batch_size, hp.sample_chunk)
 
     def make_env(self, seed: int) -> EnvBase:
@@ -182,7 +254,7 @@ class SQILDataModule(LightningDataModule):
         # The collector is built here, after the model is on its device, and acts with the
         # module's own Q-network, so rollouts always use the latest weights.
         module = self.trainer.lightning_module
-        self.start_collector(module.policy(greedy=False), module.device)
+        self.start_collector(module.policy(deterministic=False), module.device)
         while self.env_steps < self.hparams.initial_frames:
             self.collect()
         return self._batches
@@ -205,10 +277,12 @@ class SQILDataModule(LightningDataModule):
     def collect(self) -> dict[str, float]:
         """Add ``rollout_frames`` on-policy env steps to the online partition (Algorithm 1, line 6).
 
+        Under SQIL their reward is relabelled to 0; with the reward source ``env`` it is kept.
+
         Returns statistics of the episodes that ended in these steps (empty if none ended).
         """
         batch = next(self._collector_iter)
-        self.buffer.extend(relabel_online_rewards(batch))
+        self.buffer.extend(relabel_online_rewards(batch) if self.uses_demos else keep_env_rewards(batch))
         self.env_steps += batch.numel()
         done = batch["next", "done"].reshape(-1)
         if not done.any():

@@ -11,7 +11,7 @@ from typing import Callable
 
 import gymnasium as gym
 import numpy as np
-from torchrl.envs import EnvBase, GymWrapper, RewardSum, TransformedEnv
+from torchrl.envs import Compose, DoubleToFloat, EnvBase, GymWrapper, RewardSum, TransformedEnv
 from torchrl.envs.libs.gym import default_info_dict_reader
 
 from sqil_lightning.demos import EnvSpaces
@@ -74,11 +74,12 @@ def make_gym_env(env_id: str, **kwargs) -> gym.Env:
 
 
 def make_env(env_id: str, seed: int | None = None, device: str = "cpu") -> EnvBase:
-    """A TorchRL env: integer actions, `success` read from info, and `episode_reward` summed."""
+    """A TorchRL env: float32 observations, integer actions, `success` read from info, `episode_reward` summed."""
     base = GymWrapper(make_gym_env(env_id), categorical_action_encoding=True, device=device)
     if has_success(env_id):
         base.set_info_dict_reader(default_info_dict_reader(["success"]))
-    env = TransformedEnv(base, RewardSum())
+    # MuJoCo observations are float64; the networks and demo files are float32.
+    env = TransformedEnv(base, Compose(DoubleToFloat(), RewardSum()))
     if seed is not None:
         env.set_seed(seed)
     return env

@@ -1,11 +1,14 @@
-"""Built-in experts and demo recording.
+"""Experts and demo recording: built-in scripted experts, or any checkpoint this project trained.
 
 An expert is a TensorDict policy (reads ``observation``, writes ``action``), so it runs through
-the same TorchRL env, evaluation and recording code as a trained agent.
+the same TorchRL env, evaluation and recording code as a trained agent. Experts for tasks without
+a scripted one are trained by the project itself with the env's reward (``data.reward: env``);
+their checkpoints then record demos (`record_checkpoint_demos`).
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,9 +19,16 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from tqdm.auto import tqdm
 
-from sqil_lightning.demos import DemoSet
+from sqil_lightning.demos import DemoError, DemoFileNotFoundError, DemoSet
 from sqil_lightning.envs import make_env
 from sqil_lightning.errors import ConfigError
+from sqil_lightning.learner import OffPolicyLearner
+
+# How to make an expert checkpoint, for error messages.
+TRAIN_EXPERT_HINT = (
+    "train one with the env's reward, e.g. `python -m sqil_lightning fit --config conf/pendulum.yaml "
+    "--config conf/experts/pendulum.yaml` (writes experts/Pendulum-v1/last.ckpt)"
+)
 
 
 class ScriptedLunarLander(TensorDictModuleBase):
@@ -83,5 +93,50 @@ def record_demos(
 def generate_expert_demos(expert: str, episodes: int, seed: int, out: str | Path) -> DemoSet:
     """Record ``episodes`` episodes of a built-in expert and save them to ``out``."""
     demos = record_demos(expert_env_id(expert), make_expert(expert), episodes, seed, source=expert)
+    demos.save(out)
+    return demos
+
+
+def is_checkpoint(expert: str) -> bool:
+    """Whether ``data.demo_expert`` names a checkpoint file rather than a built-in expert."""
+    return expert.endswith(".ckpt")
+
+
+def load_learner(checkpoint: str | Path) -> tuple[OffPolicyLearner, str]:
+    """The learner saved in a sqil_lightning checkpoint, on the CPU, and the env id it trained on."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise DemoFileNotFoundError(f"expert checkpoint {path} does not exist; {TRAIN_EXPERT_HINT}")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    class_path = saved.get("sqil_learner_class")
+    env_id = saved.get("datamodule_hyper_parameters", {}).get("env_id")
+    if class_path is None or env_id is None:
+        raise DemoError(f"{path} is not a sqil_lightning checkpoint (it names no learner class or env id)")
+    module_name, class_name = class_path.rsplit(".", 1)
+    learner_class = getattr(importlib.import_module(module_name), class_name)
+    learner = learner_class.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+    return learner.eval(), env_id
+
+
+def record_checkpoint_demos(
+    checkpoint: str | Path,
+    episodes: int,
+    seed: int,
+    out: str | Path,
+    deterministic: bool = True,
+    expected_env_id: str | None = None,
+) -> DemoSet:
+    """Record ``episodes`` episodes of a trained checkpoint into the demo file ``out``.
+
+    ``deterministic`` acts with the learner's deterministic policy (argmax Q, or SAC's mean
+    action); otherwise the expert samples from its stochastic policy, as the paper's Humanoid expert did.
+    ``expected_env_id`` rejects a checkpoint trained on another env.
+    """
+    learner, env_id = load_learner(checkpoint)
+    if expected_env_id is not None and env_id != expected_env_id:
+        raise ConfigError(f"expert checkpoint {checkpoint} was trained on {env_id}, not data.env_id = {expected_env_id!r}")
+    policy = learner.policy(deterministic=deterministic)
+    acting = learner.deterministic_label if deterministic else "stochastic"
+    demos = record_demos(env_id, policy, episodes, seed, source=f"checkpoint {checkpoint} ({acting})")
     demos.save(out)
     return demos

@@ -4,6 +4,9 @@ Demo transitions get the constant reward r and sit in a pinned partition that is
 to again; the agent's own transitions get reward 0 and go to a fixed-capacity online partition.
 Every sampled batch holds exactly ``demo_fraction`` demo rows. ``is_demo`` marks each row so the
 loss can weight the two partitions by λ_samp.
+
+With the reward source ``env`` (plain RL, how experts are trained) there are no demos: the agent's
+rows keep the env's reward and every batch is drawn from them alone.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import LazyTensorStorage, OfflineToOnlineReplayBuffer, RandomSampler, ReplayBuffer
 
 from sqil_lightning.errors import ConfigError
+
+# Where rewards come from: `sqil` relabels (demos r, agent 0), `env` keeps the env's own reward.
+REWARD_SOURCES = ("sqil", "env")
+
 
 def absorbing_needs_discount(gamma: float) -> str:
     """The message for an absorbing-state reward r/(1-γ) that γ = 1 makes infinite."""
@@ -57,8 +64,19 @@ def relabel_online_rewards(batch: TensorDictBase) -> TensorDict:
     """The agent's own rows get reward 0, whatever the env paid."""
     out = batch.clone(False)
     out["next", "reward"] = torch.zeros_like(batch["next", "reward"])
+    return keep_env_rewards(out)
+
+
+def keep_env_rewards(batch: TensorDictBase) -> TensorDict:
+    """The agent's own rows with the env's reward (reward source ``env``), marked as not demos."""
+    out = batch.clone(False)
     out["is_demo"] = torch.zeros(batch.batch_size, dtype=torch.bool)
     return out.select(*TRANSITION_KEYS)
+
+
+def make_online_buffer(capacity: int) -> ReplayBuffer:
+    """The replay of plain RL (reward source ``env``): the agent's rows only, oldest evicted first."""
+    return ReplayBuffer(storage=LazyTensorStorage(capacity), sampler=RandomSampler())
 
 
 def make_sqil_buffer(
@@ -78,6 +96,9 @@ def make_sqil_buffer(
 class BalancedBatches:
     """An endless, re-iterable stream of balanced batches for Lightning's fit loop.
 
+    From an `OfflineToOnlineReplayBuffer` every batch holds exactly its ``offline_fraction`` of demo
+    rows; from a plain `ReplayBuffer` (reward source ``env``) batches hold the agent's rows only.
+
     ``chunk`` batches are drawn with one `sample()` call per partition and then sliced. Measured on
     the 2-core CPU (batch 256, 128x128 MLP): `OfflineToOnlineReplayBuffer.sample()` costs 0.31 ms
     against 1.1 ms for the whole bare update, which alone would cap the Lightning loop at 0.78 of
@@ -87,18 +108,22 @@ class BalancedBatches:
     gradient steps later.
     """
 
-    def __init__(self, buffer: OfflineToOnlineReplayBuffer, batch_size: int, chunk: int) -> None:
-        self.buffer = buffer
+    def __init__(self, buffer: OfflineToOnlineReplayBuffer | ReplayBuffer, batch_size: int, chunk: int) -> None:
+        balanced = isinstance(buffer, OfflineToOnlineReplayBuffer)
+        self.demos = buffer.offline_buffer if balanced else None
+        self.online = buffer.online_buffer if balanced else buffer
+        self.demo_rows = round(buffer.offline_fraction * batch_size) if balanced else 0
         self.batch_size = batch_size
         self.chunk = chunk
 
     def _draw_chunk(self) -> list[TensorDict]:
-        n_demo = round(self.buffer.offline_fraction * self.batch_size)
-        n_online = self.batch_size - n_demo
-        if len(self.buffer.online_buffer) == 0:
+        n_online = self.batch_size - self.demo_rows
+        if len(self.online) == 0:
             raise RuntimeError("the online partition is empty: collect experience before sampling balanced batches")
-        demo = self.buffer.offline_buffer.sample(n_demo * self.chunk).reshape(self.chunk, n_demo)
-        online = self.buffer.online_buffer.sample(n_online * self.chunk).reshape(self.chunk, n_online)
+        online = self.online.sample(n_online * self.chunk).reshape(self.chunk, n_online)
+        if self.demos is None:
+            return list(online.unbind(0))
+        demo = self.demos.sample(self.demo_rows * self.chunk).reshape(self.chunk, self.demo_rows)
         return list(torch.cat([demo, online], dim=1).unbind(0))
 
     def __iter__(self) -> Iterator[TensorDict]:

@@ -28,9 +28,14 @@ def sqil_loss(
 
     The batch is balanced, so the two means weigh the partitions as the paper's sums would on
     equal-sized samples; λ_samp = 0 drops the agent's own experience exactly (ablation, sec. 5.5).
+    A batch without demo rows (reward source ``env``: plain RL) has nothing to weigh the agent's
+    rows against, so its loss is their plain mean.
     """
     demo = is_demo.to(squared_error.dtype)
     online = 1.0 - demo
-    demo_term = (squared_error * demo).sum() / demo.sum().clamp_min(1.0)
+    demo_count = demo.sum()
+    demo_term = (squared_error * demo).sum() / demo_count.clamp_min(1.0)
     online_term = (squared_error * online).sum() / online.sum().clamp_min(1.0)
-    return demo_term + lambda_samp * online_term
+    # torch.where, not `if`: a Python branch on a tensor would sync the GPU every step.
+    online_weight = torch.where(demo_count > 0, lambda_samp, 1.0)
+    return demo_term + online_weight * online_term

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from lightning.pytorch import LightningModule
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule
 
 from sqil_lightning.errors import ConfigError
-from sqil_lightning.evaluation import run_episode
+from sqil_lightning.learner import OffPolicyLearner, check_hyperparameter
 from sqil_lightning.networks import mlp
 from sqil_lightning.policies import boltzmann_policy
 from sqil_lightning.soft_bellman import soft_bellman_target, soft_value, sqil_loss
 
 
-def check_hyperparameter(name: str, value: float, low: float, high: float | None = None, low_inclusive: bool = True) -> None:
-    """Raise a ConfigError naming ``model.<name>`` if ``value`` lies outside its valid range."""
-    above_low = value >= low if low_inclusive else value > low
-    below_high = high is None or value <= high
-    if not (above_low and below_high):
-        bracket = "[" if low_inclusive else "("
-        upper = f"{high}]" if high is not None else "inf)"
-        raise ConfigError(f"model.{name} = {value} is invalid; it must lie in {bracket}{low}, {upper}")
-
-
-class SoftQSQIL(LightningModule):
+class SoftQSQIL(OffPolicyLearner):
     """Soft Q-learning with a Boltzmann policy, trained on SQIL's relabelled replay.
 
     The module is an unchanged soft Q-learner: SQIL lives in the data (demo rows carry reward r,
@@ -32,7 +23,8 @@ class SoftQSQIL(LightningModule):
 
     Args:
         observation_shape: shape of one observation (linked from the datamodule's env).
-        num_actions: number of discrete actions (linked from the datamodule's env).
+        action_space: the env's actions, linked from the datamodule: ``{"n": N}`` for N discrete
+            actions (Box actions, ``{"low": …, "high": …}``, are rejected: use `SACSQIL`).
         hidden_sizes: widths of the Q-network's hidden layers (paper A.2: 128x128 for LunarLander).
         gamma: discount γ of the soft Bellman backup; 0 ablates state transitions (paper sec. 5.5).
         temperature: α of the soft value α·logsumexp(Q/α) and of the Boltzmann policy.
@@ -44,10 +36,12 @@ class SoftQSQIL(LightningModule):
             policy at the end of a run is not caught mid-oscillation.
     """
 
+    deterministic_label = "greedy"
+
     def __init__(
         self,
         observation_shape: tuple[int, ...],
-        num_actions: int,
+        action_space: dict[str, Any],
         hidden_sizes: tuple[int, ...] = (128, 128),
         gamma: float = 0.97,
         temperature: float = 0.1,
@@ -57,6 +51,12 @@ class SoftQSQIL(LightningModule):
         final_lr_fraction: float = 0.1,
     ) -> None:
         super().__init__()
+        num_actions = action_space.get("n")
+        if num_actions is None:
+            raise ConfigError(
+                "model sqil_lightning.SoftQSQIL needs discrete actions and data.env_id has continuous ones; "
+                "use model.class_path sqil_lightning.SACSQIL (see conf/pendulum.yaml)"
+            )
         check_hyperparameter("gamma", gamma, 0.0, 1.0)
         check_hyperparameter("temperature", temperature, 0.0, low_inclusive=False)
         check_hyperparameter("lambda_samp", lambda_samp, 0.0)
@@ -70,18 +70,9 @@ class SoftQSQIL(LightningModule):
         self.target_network.load_state_dict(self.q_network.state_dict())
         self.target_network.requires_grad_(False)
 
-    def __setattr__(self, name: str, value) -> None:
-        # Lightning records the running hook's name on the module ~26 times a step; through
-        # nn.Module.__setattr__ (which checks parameters, buffers and submodules) that costs
-        # ~60 µs, 4% of a CPU update. The name is plain bookkeeping, so store it directly.
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
-
-    def policy(self, greedy: bool) -> TensorDictModule:
-        """The Boltzmann policy (``greedy=False``, used to collect) or its argmax (evaluation)."""
-        return boltzmann_policy(self.q_network, self.hparams.temperature, greedy)
+    def policy(self, deterministic: bool) -> TensorDictModule:
+        """The Boltzmann policy (used to collect) or, deterministic, its argmax (evaluation)."""
+        return boltzmann_policy(self.q_network, self.hparams.temperature, greedy=deterministic)
 
     def training_step(self, batch: TensorDictBase, batch_idx: int) -> torch.Tensor:
         hp = self.hparams
@@ -95,20 +86,6 @@ class SoftQSQIL(LightningModule):
         if self._logging_step():
             self._log_q_statistics(loss, q_taken.detach().squeeze(-1), batch["is_demo"])
         return loss
-
-    def validation_step(self, seed: torch.Tensor, batch_idx: int) -> None:
-        self._evaluation_episode("val", seed)
-
-    def test_step(self, seed: torch.Tensor, batch_idx: int) -> None:
-        self._evaluation_episode("test", seed)
-
-    def _evaluation_episode(self, stage: str, seed: torch.Tensor) -> None:
-        """One greedy episode per batch; Lightning averages the logged outcomes (across ranks too)."""
-        outcome = run_episode(self.trainer.datamodule.eval_env, self.policy(greedy=True), int(seed.item()))
-        self.log(f"{stage}/greedy/return", outcome.episode_return, batch_size=1, sync_dist=True)
-        self.log(f"{stage}/greedy/episode_length", float(outcome.length), batch_size=1, sync_dist=True)
-        if outcome.success is not None:
-            self.log(f"{stage}/greedy/success_rate", float(outcome.success), batch_size=1, sync_dist=True)
 
     def on_train_start(self) -> None:
         # Parameter lists for the Polyak update, built once the module sits on its device:
@@ -129,14 +106,6 @@ class SoftQSQIL(LightningModule):
             optimizer, start_factor=1.0, end_factor=end_factor, total_iters=max(horizon, 1)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": decay, "interval": "step"}}
-
-    def transfer_batch_to_device(self, batch: TensorDictBase | torch.Tensor, device: torch.device, dataloader_idx: int):
-        # Replay batches are built on the CPU; copying them to the CPU again costs ~0.2 ms a step.
-        return batch if device.type == "cpu" else batch.to(device, non_blocking=True)
-
-    def _logging_step(self) -> bool:
-        # Logging costs host syncs; do it only on the steps Lightning writes to its logger.
-        return (self.global_step + 1) % self.trainer.log_every_n_steps == 0
 
     def _log_q_statistics(self, loss: torch.Tensor, q_taken: torch.Tensor, is_demo: torch.Tensor) -> None:
         self.log("train/loss", loss.detach())

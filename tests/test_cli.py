@@ -12,7 +12,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from sqil_lightning import SoftQSQIL, SQILDataModule
+from sqil_lightning import SACSQIL, SoftQSQIL, SQILDataModule
 from sqil_lightning.cli import lightning_main, main
 from sqil_lightning.demos import DemoSet
 
@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 BASE_CONFIG = REPO / "conf" / "lunarlander.yaml"
 FAST_CONFIG = REPO / "tests" / "conf" / "fast.yaml"
 CONFIGS = sorted((REPO / "conf").glob("*.yaml"))
+# Each expert overlay is applied on top of the task config of the same name.
+EXPERT_OVERLAYS = sorted((REPO / "conf" / "experts").glob("*.yaml"))
 
 # In-process calls pass `args` while sys.argv holds pytest's own arguments; Lightning warns.
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
@@ -51,15 +53,38 @@ def test_there_is_at_least_one_config():
     assert BASE_CONFIG in CONFIGS
 
 
+def _check_learner_matches_env(cli) -> None:
+    """Discrete envs get the soft-Q learner, Box envs SAC, with sizes and bounds linked from the env."""
+    assert isinstance(cli.datamodule, SQILDataModule)
+    assert tuple(cli.model.hparams.observation_shape) == cli.datamodule.observation_shape
+    if cli.datamodule.spaces.discrete:
+        assert isinstance(cli.model, SoftQSQIL)
+        assert cli.model.hparams.action_space == {"n": cli.datamodule.spaces.num_actions}
+    else:
+        assert isinstance(cli.model, SACSQIL)
+        assert cli.model.hparams.action_space["low"] == cli.datamodule.spaces.action_low.tolist()
+        assert cli.model.hparams.action_space["high"] == cli.datamodule.spaces.action_high.tolist()
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
 def test_every_config_parses_and_instantiates(config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cli = lightning_main(["--config", str(config)], run=False)
-    assert isinstance(cli.model, SoftQSQIL)
-    assert isinstance(cli.datamodule, SQILDataModule)
-    # Network sizes are linked from the env.
-    assert tuple(cli.model.hparams.observation_shape) == cli.datamodule.observation_shape
-    assert cli.model.hparams.num_actions == cli.datamodule.num_actions
+    assert cli.datamodule.hparams.reward == "sqil"
+    _check_learner_matches_env(cli)
+
+
+@pytest.mark.parametrize("overlay", EXPERT_OVERLAYS, ids=lambda p: p.name)
+def test_every_expert_overlay_trains_from_env_reward(overlay, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    task = REPO / "conf" / overlay.name
+    assert task in CONFIGS, f"expert overlay {overlay.name} has no task config conf/{overlay.name}"
+    cli = lightning_main(["--config", str(task), "--config", str(overlay)], run=False)
+    assert cli.datamodule.hparams.reward == "env"
+    _check_learner_matches_env(cli)
+    # The expert's checkpoint lands where the task config records demos from.
+    expert_dir = Path(cli.trainer.checkpoint_callback.dirpath).resolve()
+    assert expert_dir == (tmp_path / Path(cli.datamodule.hparams.demo_expert).parent).resolve()
 
 
 @pytest.mark.parametrize("gamma", [0.95, 0.9123])  # two values, so one differs from the config's
@@ -74,7 +99,7 @@ def test_lunarlander_config_links_env_sizes_into_the_model(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     cli = lightning_main(["--config", str(BASE_CONFIG)], run=False)
     assert tuple(cli.model.hparams.observation_shape) == (8,)
-    assert cli.model.hparams.num_actions == 4
+    assert cli.model.hparams.action_space == {"n": 4}
     assert cli.model.q_network(torch.zeros(1, 8)).shape == (1, 4)
 
 
@@ -138,7 +163,7 @@ def test_checkpoint_loads_into_a_module_whose_policy_acts(fit_run):
     for name in ("gamma", "temperature", "lambda_samp", "target_tau"):
         assert module.hparams[name] == checkpoint["hyper_parameters"][name]
     obs = TensorDict({"observation": torch.randn(5, 8)}, batch_size=[5])
-    actions = module.policy(greedy=True)(obs)["action"]
+    actions = module.policy(deterministic=True)(obs)["action"]
     assert actions.shape == (5,) and actions.dtype == torch.int64
     assert ((actions >= 0) & (actions < 4)).all()
     torch.testing.assert_close(actions, module.q_network(obs["observation"]).argmax(-1))

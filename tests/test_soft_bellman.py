@@ -84,7 +84,7 @@ def test_sqil_loss_with_lambda_samp_zero_ignores_online_rows():
 
 
 def _module(**overrides) -> SoftQSQIL:
-    kwargs = dict(observation_shape=(3,), num_actions=2, hidden_sizes=(8,), gamma=0.9, temperature=0.5, lambda_samp=0.3)
+    kwargs = dict(observation_shape=(3,), action_space={"n": 2}, hidden_sizes=(8,), gamma=0.9, temperature=0.5, lambda_samp=0.3)
     kwargs.update(overrides)
     return SoftQSQIL(**kwargs)
 

@@ -84,7 +84,7 @@ def test_sqil_greedy_policy_takes_the_expert_action_in_every_demo_state_and_retu
     assert demo_states == [1, 2, 3, 5, 6, 7]
 
     module = SoftQSQIL(
-        observation_shape=(N_STATES,), num_actions=3, hidden_sizes=(32,), gamma=GAMMA,
+        observation_shape=(N_STATES,), action_space={"n": 3}, hidden_sizes=(32,), gamma=GAMMA,
         temperature=0.1, lambda_samp=1.0, lr=3e-3, target_tau=0.05,
     )
     monkeypatch.setattr(module, "_logging_step", lambda: False)
