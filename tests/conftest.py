@@ -44,3 +44,74 @@ def lunarlander_demo_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("demos") / "ll_scripted_2.npz"
     generate_expert_demos("lunarlander_scripted", episodes=2, seed=0, out=path)
     return path
+
+
+@pytest.fixture
+def expect_user_error(capsys):
+    """Run the CLI in-process on ``args``; it must exit with status 2 and one `error:` line (no traceback).
+
+    Returns that line. The same contract as `_run_main_expecting_user_error` in tests/test_cli.py.
+    """
+    from sqil_lightning.cli import main
+
+    def run(args: list[str]) -> str:
+        capsys.readouterr()
+        try:
+            main(args)
+        except SystemExit as exit_info:
+            code = exit_info.code
+        except Exception as err:  # noqa: BLE001 -- a traceback reaching the user is the bug this guards against
+            pytest.fail(f"the CLI let {type(err).__name__} escape instead of a one-line error: {err}")
+        else:
+            pytest.fail("the CLI accepted invalid input")
+        assert code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        error_lines = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(error_lines) == 1, err
+        return error_lines[0]
+
+    return run
+
+
+# A 40-step plain-SAC Pendulum expert (reward source `env`): conf/pendulum.yaml with its expert
+# overlay, shrunk so the fit takes a few seconds. Shared by the reward-source and recording tests.
+PENDULUM_EXPERT_STEPS, PENDULUM_EXPERT_INITIAL_FRAMES = 40, 64
+
+
+@pytest.fixture(scope="session")
+def pendulum_expert(tmp_path_factory):
+    """Train the tiny expert once per session in its own tmp dir; the fitted CLI object and paths."""
+    import warnings
+    from pathlib import Path
+
+    from sqil_lightning.cli import lightning_main
+
+    repo = Path(__file__).resolve().parents[1]
+    tmp_path = tmp_path_factory.mktemp("pendulum_expert")
+    args = [
+        "fit",
+        "--config", str(repo / "conf" / "pendulum.yaml"),
+        "--config", str(repo / "conf" / "experts" / "pendulum.yaml"),
+        "--trainer.max_steps", str(PENDULUM_EXPERT_STEPS),
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
+        "--checkpoint.dirpath", str(tmp_path / "expert"),
+        "--data.initial_frames", str(PENDULUM_EXPERT_INITIAL_FRAMES),
+        "--data.batch_size", "32",
+        "--evaluation.final_episodes", "1",
+        "--evaluation.every_n_steps", "1000",
+        "--model.hidden_sizes", "[16,16]",
+    ]
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        mp.chdir(tmp_path)
+        cli = lightning_main(args, run=True)
+    return {
+        "cli": cli,
+        "tmp_path": tmp_path,
+        "checkpoint": tmp_path / "expert" / "last.ckpt",
+        "steps": PENDULUM_EXPERT_STEPS,
+        "initial_frames": PENDULUM_EXPERT_INITIAL_FRAMES,
+    }
