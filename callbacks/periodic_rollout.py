@@ -9,7 +9,7 @@ from sqil_lightning.errors import ConfigError
 
 class PeriodicRollout(Callback):
     """Every ``every_n_steps`` gradient steps, the datamodule collects ``data.rollout_frames`` env
-    steps with the current Boltzmann policy into the online partition.
+    steps with the current (sampling) policy into the online partition.
 
     Args:
         every_n_steps: k of Algorithm 1; with ``data.rollout_frames`` it sets the

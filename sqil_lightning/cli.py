@@ -83,18 +83,25 @@ def lightning_main(args: Sequence[str] | None = None, run: bool = True) -> SQILC
     )
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
 def demos_main(args: Sequence[str]) -> None:
     """`python -m sqil_lightning demos generate|inspect …`."""
     parser = argparse.ArgumentParser(prog="python -m sqil_lightning demos", description="Make or inspect demo files.")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="record episodes of a built-in expert into a demo file")
     gen.add_argument("--expert", required=True, choices=sorted(EXPERTS))
-    gen.add_argument("--episodes", type=int, default=100)
+    gen.add_argument("--episodes", type=_positive_int, default=100)
     gen.add_argument("--seed", type=int, default=0, help="episode i starts from reset(seed=SEED+i)")
     gen.add_argument("--out", required=True, help="path of the .npz demo file to write")
     rec = sub.add_parser("record", help="record episodes of a trained checkpoint (e.g. an expert trained with data.reward env)")
     rec.add_argument("--checkpoint", required=True, help="a .ckpt written by `python -m sqil_lightning fit`")
-    rec.add_argument("--episodes", type=int, default=10)
+    rec.add_argument("--episodes", type=_positive_int, default=10)
     rec.add_argument("--seed", type=int, default=0, help="episode i starts from reset(seed=SEED+i)")
     rec.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic policy")
     rec.add_argument("--out", required=True, help="path of the .npz demo file to write")
