@@ -43,9 +43,9 @@ class Evaluation(Callback):
     ) -> None:
         unknown = [m for m in modes if m not in MODES]
         if unknown or not modes:
-            raise ConfigError(f"Evaluation.modes = {modes} is invalid; choose one or more of {list(MODES)}")
+            raise ConfigError(f"evaluation.modes = {modes} is invalid; choose one or more of {list(MODES)}")
         if every_n_steps < 1 or episodes < 1 or final_episodes < 0:
-            raise ConfigError("Evaluation.every_n_steps and episodes must be positive, final_episodes non-negative")
+            raise ConfigError("evaluation.every_n_steps and evaluation.episodes must be positive, evaluation.final_episodes non-negative")
         self.every_n_steps = every_n_steps
         self.episodes = episodes
         self.final_episodes = final_episodes

@@ -18,7 +18,7 @@ class PeriodicRollout(Callback):
 
     def __init__(self, every_n_steps: int = 4) -> None:
         if every_n_steps < 1:
-            raise ConfigError(f"PeriodicRollout.every_n_steps = {every_n_steps} is invalid; it must be a positive integer")
+            raise ConfigError(f"rollout.every_n_steps = {every_n_steps} is invalid; it must be a positive integer")
         self.every_n_steps = every_n_steps
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:

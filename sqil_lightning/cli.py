@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from callbacks import Evaluation, PeriodicRollout
+from callbacks import Evaluation, FiniteLossGuard, GracefulStop, PeriodicRollout
 from sqil_lightning.datamodule import SQILDataModule
 from sqil_lightning.demos import DemoSet
 from sqil_lightning.envs import env_spaces
-from sqil_lightning.errors import ConfigError, UserInputError
+from sqil_lightning.errors import ConfigError, TrainingDivergedError, TrainingStopped, UserInputError
 from sqil_lightning.experts import EXPERTS, generate_expert_demos, record_checkpoint_demos
 from sqil_lightning.minari_demos import load_minari_demos
 
@@ -26,10 +29,12 @@ class SQILCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         # The callbacks every SQIL run needs get config sections of their own (`rollout:`,
-        # `evaluation:`, `checkpoint:`), so `--evaluation.episodes 20` works on the command line.
+        # `evaluation:`, `checkpoint:`, `finite_loss:`), so `--evaluation.episodes 20` works on
+        # the command line.
         parser.add_lightning_class_args(PeriodicRollout, "rollout")
         parser.add_lightning_class_args(Evaluation, "evaluation")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(FiniteLossGuard, "finite_loss")
         parser.add_argument(
             "--progress_bar_refresh_rate",
             type=int,
@@ -57,14 +62,40 @@ class SQILCLI(LightningCLI):
         if threads < 1:
             raise ConfigError(f"torch_threads = {threads} is invalid; it must be a positive integer")
         torch.set_num_threads(threads)
+        if self.subcommand == "fit" and self.config.fit.get("ckpt_path") == "last":
+            self.config.fit.ckpt_path = str(find_last_checkpoint(self.config.fit))
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         callbacks = list(config["trainer"].get("callbacks") or [])
         wants_bar = config["trainer"].get("enable_progress_bar") is not False
+        extra = [GracefulStop()]
         if wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
-            kwargs["callbacks"] = [*callbacks, TQDMProgressBar(refresh_rate=config["progress_bar_refresh_rate"])]
+            extra.append(TQDMProgressBar(refresh_rate=config["progress_bar_refresh_rate"]))
+        kwargs["callbacks"] = [*callbacks, *extra]
         return super().instantiate_trainer(**kwargs)
+
+
+def find_last_checkpoint(config) -> Path:
+    """The newest ``last.ckpt`` of this experiment, for ``fit --ckpt_path last``.
+
+    Lightning looks for ``last`` only in the new run's own checkpoint folder, which is a fresh
+    ``version_N`` for every run; a resumed run should continue from the newest ``last.ckpt``
+    under the logger's folder (or ``checkpoint.dirpath`` when that is set).
+    """
+    if config.checkpoint.dirpath:
+        roots = [Path(config.checkpoint.dirpath)]
+    else:
+        logger = config.trainer.logger
+        init = getattr(logger, "init_args", None)
+        save_dir = getattr(init, "save_dir", None) if init is not None else None
+        name = getattr(init, "name", None) if init is not None else None
+        roots = [Path(save_dir) / (name or "")] if save_dir else [Path(config.trainer.default_root_dir or ".")]
+    found = [path for root in roots if root.is_dir() for path in root.rglob("last.ckpt")]
+    if not found:
+        where = ", ".join(str(r) for r in roots)
+        raise ConfigError(f"--ckpt_path last: no last.ckpt under {where}; drop --ckpt_path to start a new run")
+    return max(found, key=lambda path: path.stat().st_mtime)
 
 
 def lightning_main(args: Sequence[str] | None = None, run: bool = True) -> SQILCLI:
@@ -74,6 +105,8 @@ def lightning_main(args: Sequence[str] | None = None, run: bool = True) -> SQILC
         subclass_mode_model=True,
         parser_kwargs={
             "parser_mode": "omegaconf",
+            # Raise instead of printing usage and exiting, so `main` can say which key is wrong in one line.
+            "exit_on_error": False,
             "prog": "python -m sqil_lightning",
             "description": "SQIL on Lightning. Subcommands below; demo files: `python -m sqil_lightning demos --help`.",
         },
@@ -139,12 +172,40 @@ def _print_demo_summary(demos: DemoSet) -> None:
     print(f"  env return:   mean {returns.mean():.1f}, min {returns.min():.1f}, max {returns.max():.1f}")
 
 
-def _user_error(exc: BaseException) -> UserInputError | None:
-    """The `UserInputError` behind ``exc``: jsonargparse wraps errors raised while it instantiates."""
+HELP_HINT = "python -m sqil_lightning fit --help lists every key"
+
+
+def _parser_error_line(err: argparse.ArgumentError) -> str:
+    """jsonargparse's nested message cut to the key the user typed and the innermost reason.
+
+    A wrong value inside the model section reads `Parser key "model": … Parser key "lr": Expected
+    a <class 'float'>. Got value: abc`; the user typed `model.lr`, so that is what we name.
+    """
+    text = str(err)
+    keys = re.findall(r'Parser key "([^"]+)":\s*(.*)', text)
+    if not keys:
+        return f"{text.splitlines()[0]} ({HELP_HINT})"
+    name = ".".join(key for key, _ in keys)
+    reason = re.sub(r"<class '(\w+)'>", r"\1", keys[-1][1])  # "Expected a <class 'float'>" → "Expected a float"
+    reason = reason.replace("Expected a int", "Expected an int")
+    return f"{name}: {reason} ({HELP_HINT})"
+
+
+def _user_facing(exc: BaseException) -> tuple[str, int] | None:
+    """The one line to print and the exit status for an error meant for the user, else None.
+
+    jsonargparse wraps errors raised while it instantiates, so the chain of causes is searched.
+    """
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, UserInputError):
-            return exc
+            return f"error: {exc}", 2
+        if isinstance(exc, argparse.ArgumentError):
+            return f"error: {_parser_error_line(exc)}", 2
+        if isinstance(exc, TrainingDivergedError):
+            return f"error: {exc}", 1
+        if isinstance(exc, TrainingStopped):
+            return str(exc), 130  # the shell's status for a Ctrl+C
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
@@ -159,9 +220,12 @@ def main(args: Sequence[str] | None = None) -> None:
         else:
             # None lets LightningCLI read sys.argv itself (it warns when given both).
             lightning_main(None if args is None else argv)
+    except SIGTERMException:
+        raise SystemExit(143) from None  # the shell's status for SIGTERM; GracefulStop saved last.ckpt
     except Exception as exc:
-        user_error = _user_error(exc)
-        if user_error is None:
+        user_facing = _user_facing(exc)
+        if user_facing is None:
             raise
-        print(f"error: {user_error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        line, status = user_facing
+        print(line, file=sys.stderr)
+        raise SystemExit(status) from None

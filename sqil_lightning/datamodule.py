@@ -12,6 +12,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.trainer.states import TrainerFn
@@ -119,6 +120,7 @@ class SQILDataModule(LightningDataModule):
             raise ConfigError(f"data.reward = {reward!r} is invalid; choose one of {list(REWARD_SOURCES)}")
         if reward == "sqil":
             self._check_demo_settings(env_id, demo_path, demo_expert, demo_minari, absorbing_reward, gamma)
+            self._check_demo_reward(demo_reward, absorbing_reward, gamma)
         self.save_hyperparameters()
         self.env_steps = 0
         self.buffer = None
@@ -143,9 +145,15 @@ class SQILDataModule(LightningDataModule):
             raise ConfigError("set at most one of data.demo_expert and data.demo_minari: both would make the demo file")
         if demo_path is None and demo_expert is None and demo_minari is None:
             raise ConfigError(f"data.reward = sqil needs demos. {SQILDataModule.demo_sources_help(env_id)}")
-        if demo_expert is not None and not is_checkpoint(demo_expert) and expert_env_id(demo_expert) != env_id:
+
+    @staticmethod
+    def _check_demo_reward(demo_reward: float, absorbing: bool, gamma: float) -> None:
+        # Rewards are stored as float32: r (and r/(1-γ) into terminal states) must fit there.
+        largest = demo_reward / (1.0 - gamma) if absorbing else demo_reward
+        if not (demo_reward >= 0 and abs(largest) <= np.finfo(np.float32).max):
             raise ConfigError(
-                f"data.demo_expert = {demo_expert!r} acts in {expert_env_id(demo_expert)}, not data.env_id = {env_id!r}"
+                f"data.demo_reward = {demo_reward} is invalid; it must be a non-negative number whose "
+                f"{'absorbing-state reward r/(1-gamma)' if absorbing else 'value'} fits in float32 (paper: r = 1 to 100)"
             )
 
     @staticmethod
@@ -154,7 +162,7 @@ class SQILDataModule(LightningDataModule):
         return (
             "Ways to get demos: (1) data.demo_path: an existing .npz demo file; "
             f"(2) data.demo_expert: a built-in expert ({', '.join(sorted(EXPERTS))}) or an expert checkpoint (*.ckpt) "
-            f"that records the demo file on first use; to get a checkpoint for {env_id}, {TRAIN_EXPERT_HINT}; "
+            f"that records the demo file on first use ({TRAIN_EXPERT_HINT}); "
             "(3) write a demo file with `python -m sqil_lightning demos generate --expert NAME --out FILE.npz` "
             "or `python -m sqil_lightning demos record --checkpoint CKPT --episodes N --out FILE.npz`; "
             "(4) data.demo_minari: a local Minari dataset id or folder (pip install -e \".[minari]\")."
@@ -205,6 +213,11 @@ class SQILDataModule(LightningDataModule):
             log.info("recording %d episodes of %s into %s", hp.demo_episodes, hp.demo_expert, path)
             record_checkpoint_demos(hp.demo_expert, hp.demo_episodes, hp.demo_seed, path, expected_env_id=hp.env_id)
         elif hp.demo_expert is not None:
+            # Checked here, not in __init__, so a model/env mismatch (the likelier mistake) is reported first.
+            if expert_env_id(hp.demo_expert) != hp.env_id:
+                raise ConfigError(
+                    f"data.demo_expert = {hp.demo_expert!r} acts in {expert_env_id(hp.demo_expert)}, not data.env_id = {hp.env_id!r}"
+                )
             log.info("generating %d %s demo episodes into %s", hp.demo_episodes, hp.demo_expert, path)
             generate_expert_demos(hp.demo_expert, hp.demo_episodes, hp.demo_seed, path)
         else:
@@ -255,7 +268,9 @@ class SQILDataModule(LightningDataModule):
         # module's own Q-network, so rollouts always use the latest weights.
         module = self.trainer.lightning_module
         self.start_collector(module.policy(deterministic=False), module.device)
-        while self.env_steps < self.hparams.initial_frames:
+        # Fill the online partition up to `initial_frames`, also after resuming from a checkpoint
+        # (its replay is not restored yet, so a resumed run warms up again).
+        while len(self._batches.online) < self.hparams.initial_frames:
             self.collect()
         return self._batches
 

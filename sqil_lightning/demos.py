@@ -133,8 +133,12 @@ class DemoSet:
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
-            raise DemoFormatError(f"demo file {path} is not a readable .npz demo file ({err})") from None
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+            # numpy's own message suggests loading unsafely; demo files never need that.
+            raise DemoFormatError(
+                f"demo file {path} is not a readable .npz demo file: it must be a zip of plain numpy arrays "
+                "(objects and pickles are refused, so loading never runs code); see the demo format in the README"
+            ) from None
         missing = [k for k in (*ARRAY_KEYS, "metadata") if k not in arrays]
         if missing:
             raise DemoFormatError(

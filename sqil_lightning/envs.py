@@ -7,6 +7,7 @@ key.
 
 from __future__ import annotations
 
+import difflib
 from typing import Callable
 
 import gymnasium as gym
@@ -51,6 +52,10 @@ SUCCESS_WRAPPERS: dict[str, Callable[[gym.Env], gym.Wrapper]] = {
 }
 
 
+# The tasks the project ships configs for, suggested when an env id is unknown.
+PROJECT_ENV_IDS = ("LunarLander-v3", "Pendulum-v1", "HalfCheetah-v5", "Humanoid-v5")
+
+
 def _success_wrapper(env_id: str) -> Callable[[gym.Env], gym.Wrapper] | None:
     return SUCCESS_WRAPPERS.get(env_id.split("-v")[0])
 
@@ -65,9 +70,12 @@ def make_gym_env(env_id: str, **kwargs) -> gym.Env:
     try:
         env = gym.make(env_id, **kwargs)
     except gym.error.Error as err:
-        known = sorted(k for k in gym.registry if "-v" in k and "/" not in k)
+        known = [k for k in gym.registry if "-v" in k and "/" not in k]
+        close = difflib.get_close_matches(env_id, known, n=5, cutoff=0.4)
+        suggestions = ", ".join(dict.fromkeys([*close, *PROJECT_ENV_IDS]))
         raise EnvIdError(
-            f"unknown env id {env_id!r} ({err}); valid ids include {', '.join(known[:12])}, …"
+            f"unknown env id {env_id!r} ({err}); valid ids include {suggestions} (any of the {len(known)} "
+            "registered gymnasium ids works)"
         ) from None
     wrapper = _success_wrapper(env_id)
     return wrapper(env) if wrapper is not None else env

@@ -1,4 +1,4 @@
-"""Errors a user can fix; the CLI prints them as one line instead of a traceback."""
+"""Errors meant for the user; the CLI prints them as one line instead of a traceback."""
 
 
 class UserInputError(ValueError):
@@ -7,3 +7,11 @@ class UserInputError(ValueError):
 
 class ConfigError(UserInputError):
     """A config value is out of its valid range or inconsistent with another."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss became NaN or infinite; the message names the step, the term and the saved checkpoint."""
+
+
+class TrainingStopped(RuntimeError):
+    """The user stopped the run (Ctrl+C); a checkpoint to resume from was written."""

@@ -26,8 +26,9 @@ from sqil_lightning.learner import OffPolicyLearner
 
 # How to make an expert checkpoint, for error messages.
 TRAIN_EXPERT_HINT = (
-    "train one with the env's reward, e.g. `python -m sqil_lightning fit --config conf/pendulum.yaml "
-    "--config conf/experts/pendulum.yaml` (writes experts/Pendulum-v1/last.ckpt)"
+    "train an expert checkpoint with the env's reward: `python -m sqil_lightning fit --config conf/<task>.yaml "
+    "--config conf/experts/<task>.yaml` writes experts/<env id>/last.ckpt; conf/experts/ has pendulum, "
+    "halfcheetah and humanoid, and a copy with another data.env_id trains any task"
 )
 
 

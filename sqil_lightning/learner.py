@@ -30,6 +30,8 @@ class OffPolicyLearner(LightningModule):
     """
 
     deterministic_label = "deterministic"
+    # The latest step's loss terms (detached), named for `FiniteLossGuard`'s error message.
+    loss_terms: dict[str, torch.Tensor] = {}
 
     def __setattr__(self, name: str, value) -> None:
         # Lightning records the running hook's name on the module ~26 times a step; through

@@ -143,7 +143,9 @@ class SACSQIL(OffPolicyLearner):
     def training_step(self, batch: TensorDictBase, batch_idx: int) -> torch.Tensor:
         losses = self.sac_loss(batch)
         critic_loss = sqil_loss(losses["loss_qvalue"], batch["is_demo"], self.hparams.lambda_samp)
-        loss = critic_loss + losses["loss_actor"].mean() + losses["loss_alpha"].mean()
+        actor_loss, alpha_loss = losses["loss_actor"].mean(), losses["loss_alpha"].mean()
+        loss = critic_loss + actor_loss + alpha_loss
+        self.loss_terms = {"critic": critic_loss.detach(), "actor": actor_loss.detach(), "alpha": alpha_loss.detach()}
         if self._logging_step():
             self._log_statistics(critic_loss, losses, batch["is_demo"])
         return loss

@@ -83,6 +83,7 @@ class SoftQSQIL(OffPolicyLearner):
             target = soft_bellman_target(batch["next", "reward"], next_value, batch["next", "terminated"], hp.gamma)
         squared_error = (q_taken - target).pow(2).squeeze(-1)
         loss = sqil_loss(squared_error, batch["is_demo"], hp.lambda_samp)
+        self.loss_terms = {"soft_bellman": loss.detach()}
         if self._logging_step():
             self._log_q_statistics(loss, q_taken.detach().squeeze(-1), batch["is_demo"])
         return loss

@@ -1,0 +1,70 @@
+"""Stop on SIGTERM or Ctrl+C with a checkpoint that `fit --ckpt_path last` continues from."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from sqil_lightning.errors import TrainingStopped
+
+
+class GracefulStop(Callback):
+    """Write ``last.ckpt`` when a run is told to stop, then exit.
+
+    SIGTERM (schedulers, `kill`): Lightning notices it between steps and raises
+    `SIGTERMException`; this callback saves the checkpoint on the way out. Ctrl+C (SIGINT) would
+    break a step half-done, so the first one only sets a flag that is checked after the step ends;
+    a second Ctrl+C aborts at once, without a checkpoint.
+    """
+
+    def __init__(self) -> None:
+        self._stop_requested = False
+        self._previous_handler = None
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._stop_requested = False
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self._stop_requested:
+            self._restore_handler()
+            raise KeyboardInterrupt
+        self._stop_requested = True
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        if self._stop_requested:
+            path = self.save_last(trainer)
+            raise TrainingStopped(f"stopped by Ctrl+C after step {trainer.global_step}; {self._resume_hint(path)}")
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            path = self.save_last(trainer)
+            rank_zero_info(f"stopped by SIGTERM after step {trainer.global_step}; {self._resume_hint(path)}")
+        self._restore_handler()
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._restore_handler()
+
+    @staticmethod
+    def save_last(trainer: Trainer) -> Path:
+        """Save the trainer's state as ``last.ckpt`` where `ModelCheckpoint` keeps its checkpoints."""
+        directory = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
+        path = Path(directory or Path(trainer.default_root_dir) / "checkpoints") / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt"
+        trainer.save_checkpoint(path)  # Lightning writes through a temporary file: a crash keeps the old one
+        return path
+
+    @staticmethod
+    def _resume_hint(path: Path) -> str:
+        return f"checkpoint {path}; continue with the same command plus --ckpt_path last"
+
+    def _restore_handler(self) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
