@@ -1,4 +1,4 @@
-"""Stop on SIGTERM or Ctrl+C with a checkpoint that `fit --ckpt_path last` continues from."""
+"""Every way a fit stops leaves ``last.ckpt`` at the step it stopped: its end, SIGTERM, Ctrl+C."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from sqil_lightning.errors import TrainingStopped
 
 
 class GracefulStop(Callback):
-    """Write ``last.ckpt`` when a run is told to stop, then exit.
+    """Write ``last.ckpt`` when a run ends or is told to stop, so `fit --ckpt_path last` continues it.
 
-    SIGTERM (schedulers, `kill`): Lightning notices it between steps and raises
+    At the end of fit: `ModelCheckpoint` writes ``last.ckpt`` only every ``every_n_train_steps``,
+    so without this the file could lag the final step. SIGTERM (schedulers, `kill`): Lightning notices it between steps and raises
     `SIGTERMException`; this callback saves the checkpoint on the way out. Ctrl+C (SIGINT) would
     break a step half-done, so the first one only sets a flag that is checked after the step ends;
     a second Ctrl+C aborts at once, without a checkpoint.
@@ -49,6 +50,10 @@ class GracefulStop(Callback):
             rank_zero_info(f"stopped by SIGTERM after step {trainer.global_step}; {self._resume_hint(path)}")
         self._restore_handler()
 
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.checkpoint_callback is not None and not trainer.interrupted:
+            self.save_last(trainer)
+
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._restore_handler()
 
@@ -57,7 +62,7 @@ class GracefulStop(Callback):
         """Save the trainer's state as ``last.ckpt`` where `ModelCheckpoint` keeps its checkpoints."""
         directory = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
         path = Path(directory or Path(trainer.default_root_dir) / "checkpoints") / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt"
-        trainer.save_checkpoint(path)  # Lightning writes through a temporary file: a crash keeps the old one
+        trainer.save_checkpoint(path)  # atomic with the CLI's AtomicCheckpointIO: a crash keeps the old file
         return path
 
     @staticmethod

@@ -16,6 +16,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from callbacks import Evaluation, FiniteLossGuard, GracefulStop, PeriodicRollout
+from sqil_lightning.checkpoint_io import AtomicCheckpointIO
 from sqil_lightning.datamodule import SQILDataModule
 from sqil_lightning.demos import DemoSet
 from sqil_lightning.envs import env_spaces
@@ -73,6 +74,8 @@ class SQILCLI(LightningCLI):
         if wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
             extra.append(TQDMProgressBar(refresh_rate=config["progress_bar_refresh_rate"]))
         kwargs["callbacks"] = [*callbacks, *extra]
+        if not config["trainer"].get("plugins"):
+            kwargs["plugins"] = [AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
 
 

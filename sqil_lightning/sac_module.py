@@ -121,7 +121,7 @@ class SACSQIL(OffPolicyLearner):
         """Tanh-Gaussian actor: an MLP emits (μ, σ); actions are tanh(N(μ, σ)) scaled to the bounds."""
         network = nn.Sequential(
             MLP(in_features=obs_dim, out_features=2 * action_spec.shape[-1], num_cells=hidden_sizes, activation_class=nn.ReLU),
-            # σ ≥ 0.1 as in TorchRL's SAC recipe: tighter σ lets log π explode near the bounds.
+            # σ ≥ 0.1, the lower bound of TorchRL's SAC recipe (sota-implementations/sac, scale_lb).
             NormalParamExtractor(scale_lb=0.1),
         )
         return ProbabilisticActor(

@@ -1,0 +1,322 @@
+"""Stopping a run (SIGTERM, Ctrl+C) leaves a last.ckpt that `fit --ckpt_path last` continues from,
+and a crash while a checkpoint is written keeps the previous one usable.
+
+The signal tests run the real entry point as a subprocess (signals, exit statuses) on the
+300-step overlay tests/conf/fast.yaml with max_steps raised so that only the signal ends the run.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sqil_lightning.checkpoint_io import AtomicCheckpointIO
+from sqil_lightning.cli import lightning_main
+
+REPO = Path(__file__).resolve().parents[1]
+BASE_CONFIG = REPO / "conf" / "lunarlander.yaml"
+FAST_CONFIG = REPO / "tests" / "conf" / "fast.yaml"
+CHECKPOINT_EVERY = 100  # --checkpoint.every_n_train_steps of the runs below (as in fast.yaml)
+ROLLOUT_EVERY, ROLLOUT_FRAMES, INITIAL_FRAMES = 4, 4, 200  # fast.yaml's rollout and data settings
+# Generous: the machine may be busy; the waits end as soon as the condition holds.
+START_TIMEOUT_S, EXIT_TIMEOUT_S, RUN_TIMEOUT_S = 120, 120, 300
+
+pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+
+def _fit_command(tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "sqil_lightning", "fit",
+        "--config", str(BASE_CONFIG),
+        "--config", str(FAST_CONFIG),
+        "--trainer.max_steps", "100000",
+        "--trainer.default_root_dir", str(tmp_path / "root"),
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
+        "--checkpoint.every_n_train_steps", str(CHECKPOINT_EVERY),
+        "--data.demo_episodes", "2",
+        *extra,
+    ]  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    env.update(OMP_NUM_THREADS="1", RL_WARNINGS="0", PYTHONUNBUFFERED="1")
+    return env
+
+
+class _Run:
+    """A `fit` subprocess in ``tmp_path`` whose stdout and stderr go to files (no pipe to fill up)."""
+
+    def __init__(self, tmp_path: Path, command: list[str], name: str) -> None:
+        self.stdout_path, self.stderr_path = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+        with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
+            self.proc = subprocess.Popen(command, cwd=tmp_path, env=_env(), stdout=out, stderr=err)
+
+    def output(self) -> tuple[str, str]:
+        return self.stdout_path.read_text(), self.stderr_path.read_text()
+
+    def fail(self, why: str) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # only the process this test started
+            self.proc.wait()
+        out, err = self.output()
+        pytest.fail(f"{why}\n--- stdout ---\n{out[-3000:]}\n--- stderr ---\n{err[-6000:]}")
+
+    def wait_for(self, pattern: Path, timeout: float) -> None:
+        """Wait until a file matching ``pattern`` (a glob) exists; fail if the run ends or hangs first."""
+        deadline = time.monotonic() + timeout
+        while not list(pattern.parent.glob(pattern.name)):
+            if self.proc.poll() is not None:
+                self.fail(f"the run exited with status {self.proc.returncode} before {pattern} appeared")
+            if time.monotonic() > deadline:
+                self.fail(f"{pattern} did not appear within {timeout} s")
+            time.sleep(0.1)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.fail(f"the run did not exit within {timeout} s")
+
+
+def _interrupted_run(tmp_path: Path, signum: int, *extra: str) -> dict:
+    """Start a long fit, wait for its step-100 checkpoint, send ``signum`` once, wait for the exit."""
+    run = _Run(tmp_path, _fit_command(tmp_path, *extra), "interrupted")
+    checkpoints = tmp_path / "logs" / "fast" / "version_0" / "checkpoints"
+    run.wait_for(checkpoints / f"epoch=0-step={CHECKPOINT_EVERY}.ckpt", START_TIMEOUT_S)
+    os.kill(run.proc.pid, signum)
+    status = run.wait(EXIT_TIMEOUT_S)
+    out, err = run.output()
+    return {"run": run, "status": status, "stdout": out, "stderr": err, "checkpoints": checkpoints}
+
+
+def _load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _env_steps_after(env_steps_at_resume: int, resumed_at: int, step: int) -> int:
+    """env_steps at ``step`` of a run resumed at ``resumed_at``: the restored count, the refill of the
+    online partition to initial_frames (the replay is not in the checkpoint), then the rollouts."""
+    rollouts = step // ROLLOUT_EVERY - resumed_at // ROLLOUT_EVERY
+    return env_steps_at_resume + INITIAL_FRAMES + ROLLOUT_FRAMES * rollouts
+
+
+# --- SIGTERM, then `fit --ckpt_path last` ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sigterm_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("sigterm")
+    result = _interrupted_run(tmp_path, signal.SIGTERM)
+    result["tmp_path"] = tmp_path
+    match = re.search(r"stopped by SIGTERM after step (\d+); checkpoint (\S+);", result["stdout"] + result["stderr"])
+    result["step"] = int(match.group(1)) if match else None
+    result["reported_checkpoint"] = Path(match.group(2)) if match else None
+    return result
+
+
+def test_sigterm_exits_143_and_says_how_to_continue(sigterm_run):
+    if sigterm_run["status"] != 143:
+        sigterm_run["run"].fail(f"exit status {sigterm_run['status']}, expected 143 (SIGTERM, handled)")
+    output = sigterm_run["stdout"] + sigterm_run["stderr"]
+    assert "Traceback" not in output
+    assert sigterm_run["step"] is not None, output[-3000:]
+    assert "continue with the same command plus --ckpt_path last" in output
+
+
+def test_sigterm_saves_last_ckpt_at_the_step_it_stopped_after(sigterm_run):
+    last = sigterm_run["checkpoints"] / "last.ckpt"
+    assert sigterm_run["reported_checkpoint"] == last
+    checkpoint = _load(last)
+    step = sigterm_run["step"]
+    assert step >= CHECKPOINT_EVERY  # we waited for the step-100 checkpoint before signalling
+    assert checkpoint["global_step"] == step
+    # Saved after the step finished (ModelCheckpoint's periodic saves, taken inside the step, count
+    # one batch fewer): this is GracefulStop's checkpoint, not ModelCheckpoint's last.ckpt of step 100.
+    assert checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] == step
+    assert checkpoint["SQILDataModule"]["env_steps"] == INITIAL_FRAMES + ROLLOUT_FRAMES * (step // ROLLOUT_EVERY)
+
+
+@pytest.fixture(scope="module")
+def resumed_run(sigterm_run):
+    """The same command plus `--ckpt_path last`, run to a max_steps a little past the interruption.
+
+    max_steps is the next periodic checkpoint after the interrupted step plus 50, so the resumed run
+    writes one periodic checkpoint and its final step is not a multiple of the checkpoint interval.
+    """
+    if sigterm_run["status"] != 143 or sigterm_run["step"] is None:
+        pytest.skip("the SIGTERM run failed (see the tests above)")
+    tmp_path, step = sigterm_run["tmp_path"], sigterm_run["step"]
+    periodic = (step // CHECKPOINT_EVERY + 1) * CHECKPOINT_EVERY
+    max_steps = periodic + 50
+    command = _fit_command(tmp_path, "--trainer.max_steps", str(max_steps), "--ckpt_path", "last")
+    run = _Run(tmp_path, command, "resumed")
+    status = run.wait(RUN_TIMEOUT_S)
+    if status != 0:
+        run.fail(f"the resumed run exited with status {status}")
+    out, err = run.output()
+    log_dir = tmp_path / "logs" / "fast" / "version_1"
+    return {"stdout": out, "stderr": err, "log_dir": log_dir, "max_steps": max_steps, "periodic": periodic}
+
+
+def test_resume_restores_the_interrupted_last_ckpt(sigterm_run, resumed_run):
+    last = sigterm_run["checkpoints"] / "last.ckpt"
+    assert f"Restored all states from the checkpoint at {last}" in resumed_run["stderr"]
+    assert "Traceback" not in resumed_run["stderr"]
+
+
+def test_resumed_run_continues_step_and_env_step_counts(sigterm_run, resumed_run):
+    step, env_steps = sigterm_run["step"], _load(sigterm_run["checkpoints"] / "last.ckpt")["SQILDataModule"]["env_steps"]
+    result = json.loads((resumed_run["log_dir"] / "result.json").read_text())
+    assert result["global_step"] == resumed_run["max_steps"]
+    assert result["env_steps"] == _env_steps_after(env_steps, step, resumed_run["max_steps"])
+    # The periodic checkpoint of the resumed run carries the continued counts too.
+    periodic = resumed_run["periodic"]
+    checkpoint = _load(resumed_run["log_dir"] / "checkpoints" / f"epoch=0-step={periodic}.ckpt")
+    assert checkpoint["global_step"] == periodic
+    assert checkpoint["SQILDataModule"]["env_steps"] > env_steps
+    assert checkpoint["SQILDataModule"]["env_steps"] == _env_steps_after(env_steps, step, periodic)
+    # Training went on from the restored step instead of starting again at 0.
+    assert not list(resumed_run["log_dir"].glob(f"checkpoints/epoch=0-step={CHECKPOINT_EVERY}.ckpt"))
+
+
+def test_resumed_run_final_last_ckpt_holds_max_steps(resumed_run):
+    checkpoint = _load(resumed_run["log_dir"] / "checkpoints" / "last.ckpt")
+    result = json.loads((resumed_run["log_dir"] / "result.json").read_text())
+    assert checkpoint["global_step"] == resumed_run["max_steps"]
+    assert checkpoint["SQILDataModule"]["env_steps"] == result["env_steps"]
+
+
+# --- Ctrl+C ---------------------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_saves_last_ckpt_and_exits_130_with_one_line(tmp_path):
+    # With save_last off, ModelCheckpoint writes no last.ckpt: the one found was written by the stop.
+    result = _interrupted_run(tmp_path, signal.SIGINT, "--checkpoint.save_last", "false")
+    if result["status"] != 130:
+        result["run"].fail(f"exit status {result['status']}, expected 130 (Ctrl+C, handled)")
+    assert "Traceback" not in result["stderr"]
+    lines = [line for line in result["stderr"].splitlines() if line.startswith("stopped by Ctrl+C after step")]
+    assert len(lines) == 1, result["stderr"][-3000:]
+    last = result["checkpoints"] / "last.ckpt"
+    match = re.fullmatch(r"stopped by Ctrl\+C after step (\d+); checkpoint (\S+); continue with the same command plus --ckpt_path last", lines[0])
+    assert match, lines[0]
+    assert Path(match.group(2)) == last
+    step = int(match.group(1))
+    assert step >= CHECKPOINT_EVERY
+    assert _load(last)["global_step"] == step
+
+
+# --- `fit --ckpt_path last` without a previous run ------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["logger", "checkpoint_dirpath"])
+def test_ckpt_path_last_without_a_previous_run_is_a_one_line_error(where, tmp_path, monkeypatch, expect_user_error):
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "fit", "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG),
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), "--ckpt_path", "last",
+    ]  # fmt: skip
+    searched = tmp_path / "logs" / "fast"
+    if where == "checkpoint_dirpath":
+        searched = tmp_path / "ckpts"
+        args += ["--checkpoint.dirpath", str(searched)]
+        # A last.ckpt of another experiment under the logger's folder must not be picked up.
+        (tmp_path / "logs" / "fast" / "version_0" / "checkpoints").mkdir(parents=True)
+        (tmp_path / "logs" / "fast" / "version_0" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    line = expect_user_error(args)
+    assert "--ckpt_path last" in line
+    assert str(searched) in line
+
+
+# --- atomic checkpoint writes ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoint_io(tmp_path_factory):
+    """The CheckpointIO that the CLI's trainer writes checkpoints with (GracefulStop, ModelCheckpoint)."""
+    tmp_path = tmp_path_factory.mktemp("checkpoint_io")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        cli = lightning_main(["--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG)], run=False)
+    io = cli.trainer.strategy.checkpoint_io
+    assert isinstance(io, AtomicCheckpointIO)
+    return io
+
+
+def _checkpoint(step: int) -> dict:
+    return {"global_step": step, "weights": torch.full((50_000,), float(step))}
+
+
+def _assert_holds(path: Path, step: int) -> None:
+    checkpoint = _load(path)  # a truncated file raises here
+    assert checkpoint["global_step"] == step
+    assert torch.equal(checkpoint["weights"], _checkpoint(step)["weights"])
+
+
+def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(checkpoint_io, tmp_path, monkeypatch):
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    checkpoint_io.save_checkpoint(_checkpoint(1), path)
+    crashed = []
+    real_save = torch.save
+
+    def save_half_then_fail(obj, f, *args, **kwargs):
+        buffer = io.BytesIO()
+        real_save(obj, buffer, *args, **kwargs)
+        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        f.flush()
+        # Were the process killed now, this is what the disk would hold: still the first checkpoint.
+        _assert_holds(path, 1)
+        crashed.append(True)
+        raise OSError(errno.ENOSPC, "No space left on device (injected)")
+
+    monkeypatch.setattr(torch, "save", save_half_then_fail)
+    with pytest.raises(OSError, match="injected"):
+        checkpoint_io.save_checkpoint(_checkpoint(2), path)
+    monkeypatch.undo()
+    assert crashed, "the checkpoint was not written through torch.save; update the crash injection"
+    _assert_holds(path, 1)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]  # the partial file was removed
+    checkpoint_io.save_checkpoint(_checkpoint(3), path)  # and writing works again afterwards
+    _assert_holds(path, 3)
+
+
+def test_checkpoint_is_staged_beside_its_target_not_in_the_system_temp_folder(checkpoint_io, tmp_path, monkeypatch):
+    # A staging file in TMPDIR would need a copy across filesystems (tmpfs /tmp, container volumes)
+    # to reach the checkpoint folder, and a crash during that copy corrupts the target.
+    other_fs = tmp_path / "other_fs"
+    other_fs.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(other_fs))
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    checkpoint_io.save_checkpoint(_checkpoint(1), path)
+    staged = []
+    real_replace = os.replace
+
+    def record_replace(src, dst, *args, **kwargs):
+        staged.append(Path(src).parent)
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", record_replace)
+    checkpoint_io.save_checkpoint(_checkpoint(2), path)
+    monkeypatch.undo()
+    assert staged == [path.parent]
+    assert not list(other_fs.iterdir())
+    _assert_holds(path, 2)
+
+
