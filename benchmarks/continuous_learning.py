@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -50,6 +51,7 @@ def reaches(sqil: float, expert: float, fraction: float) -> bool:
 
 def random_return(env_id: str, episodes: int, seed: int) -> float:
     """Mean return of uniformly random actions on the evaluation start states: the floor."""
+    torch.manual_seed(seed)  # RandomPolicy samples with torch's global generator
     policy = RandomPolicy(make_env(env_id).action_spec)
     return evaluate_policy(env_id, policy, episodes, seed).mean_return
 
