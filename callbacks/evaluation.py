@@ -8,7 +8,6 @@ from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger, Logger
-from lightning.pytorch.utilities import rank_zero_only
 
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.evaluation import EvalResult, evaluate_policy
@@ -79,16 +78,21 @@ class Evaluation(Callback):
         return results
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
-        # The last step is left to the longer final evaluation.
-        if trainer.global_step % self.every_n_steps == 0 and trainer.global_step < trainer.max_steps:
+        # The last step is left to the longer final evaluation. Under DDP every rank holds the same
+        # weights, so rank 0 alone plays the episodes (loggers write from rank 0 only anyway).
+        periodic = trainer.global_step % self.every_n_steps == 0 and trainer.global_step < trainer.max_steps
+        if periodic and trainer.is_global_zero:
             self.evaluate(trainer, pl_module, self.episodes)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.final_episodes == 0 or trainer.interrupted:
             return
+        log_dir = Path(trainer.log_dir or trainer.default_root_dir)  # a collective call under DDP: every rank
+        if not trainer.is_global_zero:
+            return
         train_seconds = time.perf_counter() - self._fit_start
         results = self.evaluate(trainer, pl_module, self.final_episodes)
-        self._write_result(trainer, results, train_seconds)
+        self._write_result(trainer, log_dir, results, train_seconds)
 
     @staticmethod
     def _metrics_location(logger: Logger) -> str:
@@ -98,9 +102,7 @@ class Evaluation(Callback):
             return str(csv_file)
         return f"{type(logger).__name__} in {logger.save_dir}"
 
-    @rank_zero_only
-    def _write_result(self, trainer: Trainer, results: dict[str, EvalResult], train_seconds: float) -> None:
-        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
+    def _write_result(self, trainer: Trainer, log_dir: Path, results: dict[str, EvalResult], train_seconds: float) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.result_path = log_dir / "result.json"
         payload = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -60,10 +61,16 @@ class GracefulStop(Callback):
     @staticmethod
     def save_last(trainer: Trainer) -> Path:
         """Save the trainer's state as ``last.ckpt`` where `ModelCheckpoint` keeps its checkpoints."""
-        directory = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
-        path = Path(directory or Path(trainer.default_root_dir) / "checkpoints") / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt"
+        checkpoint = trainer.checkpoint_callback
+        directory = checkpoint.dirpath if checkpoint is not None else None
+        name = f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
+        path = os.path.join(directory or os.path.join(trainer.default_root_dir, "checkpoints"), name)
         trainer.save_checkpoint(path)  # atomic with the CLI's AtomicCheckpointIO: a crash keeps the old file
-        return path
+        if isinstance(checkpoint, ModelCheckpoint):
+            # Tell ModelCheckpoint this file is its own last checkpoint; else its next save of
+            # "last" finds the name taken and writes last-v1.ckpt beside it.
+            checkpoint.last_model_path = path
+        return Path(path)
 
     @staticmethod
     def _resume_hint(path: Path) -> str:

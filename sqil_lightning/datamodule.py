@@ -278,8 +278,10 @@ class SQILDataModule(LightningDataModule):
         """(Re)build the TorchRL collector that `collect` steps, acting with ``policy``."""
         if self._collector is not None:
             self._collector.shutdown()
+        # Under DDP each rank explores from its own env seed into its own online partition.
+        rank = self.trainer.global_rank if self.trainer is not None else 0
         self._collector = Collector(
-            self.make_env(self.hparams.seed),
+            self.make_env(self.hparams.seed + rank),
             policy,
             frames_per_batch=self.hparams.rollout_frames,
             total_frames=-1,
