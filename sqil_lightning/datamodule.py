@@ -267,6 +267,10 @@ class SQILDataModule(LightningDataModule):
         # The collector is built here, after the model is on its device, and acts with the
         # module's own Q-network, so rollouts always use the latest weights.
         module = self.trainer.lightning_module
+        if self.trainer.world_size > 1:
+            # seed_everything gave every rank the same RNG state, so every rank would draw the same
+            # replay indices and exploration noise. The weights are already synced by DDP here.
+            torch.manual_seed(torch.initial_seed() + self.trainer.global_rank)
         self.start_collector(module.policy(deterministic=False), module.device)
         # Fill the online partition up to `initial_frames`, also after resuming from a checkpoint
         # (its replay is not restored yet, so a resumed run warms up again).

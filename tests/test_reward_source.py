@@ -56,7 +56,7 @@ def _started(datamodule: SQILDataModule):
     datamodule.setup("fit")
     torch.manual_seed(0)
     learner = SACSQIL(observation_shape=datamodule.observation_shape, action_space=datamodule.action_space, hidden_sizes=(16,))
-    datamodule.trainer = SimpleNamespace(lightning_module=learner, global_rank=0)
+    datamodule.trainer = SimpleNamespace(lightning_module=learner, global_rank=0, world_size=1)
     return datamodule.train_dataloader()
 
 
