@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from sqil_lightning.checkpoint_io import checkpoint_dir
 from sqil_lightning.errors import ConfigError, TrainingDivergedError
 
 
@@ -32,8 +33,7 @@ class FiniteLossGuard(Callback):
             return
         terms = getattr(pl_module, "loss_terms", {})
         bad = [f"{name} = {value.item()}" for name, value in terms.items() if not torch.isfinite(value)]
-        checkpoints = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
-        path = Path(checkpoints or Path(trainer.default_root_dir) / "checkpoints") / f"nonfinite-step{trainer.global_step}.ckpt"
+        path = Path(checkpoint_dir(trainer)) / f"nonfinite-step{trainer.global_step}.ckpt"
         trainer.save_checkpoint(path)
         raise TrainingDivergedError(
             f"the loss became {loss.item()} at step {trainer.global_step} ({', '.join(bad) or 'no term reported'}); "

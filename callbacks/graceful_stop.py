@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from sqil_lightning.checkpoint_io import checkpoint_dir
 from sqil_lightning.errors import TrainingStopped
 
 
@@ -62,9 +63,8 @@ class GracefulStop(Callback):
     def save_last(trainer: Trainer) -> Path:
         """Save the trainer's state as ``last.ckpt`` where `ModelCheckpoint` keeps its checkpoints."""
         checkpoint = trainer.checkpoint_callback
-        directory = checkpoint.dirpath if checkpoint is not None else None
         name = f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
-        path = os.path.join(directory or os.path.join(trainer.default_root_dir, "checkpoints"), name)
+        path = os.path.join(checkpoint_dir(trainer), name)
         trainer.save_checkpoint(path)  # atomic with the CLI's AtomicCheckpointIO: a crash keeps the old file
         if isinstance(checkpoint, ModelCheckpoint):
             # Tell ModelCheckpoint this file is its own last checkpoint; else its next save of

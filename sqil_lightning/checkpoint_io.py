@@ -8,7 +8,15 @@ from typing import Any
 
 import torch
 from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch import Trainer
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+def checkpoint_dir(trainer: Trainer) -> str:
+    """The folder where this run's checkpoints go: `ModelCheckpoint`'s, else ``<root>/checkpoints``."""
+    checkpoint = trainer.checkpoint_callback
+    directory = checkpoint.dirpath if checkpoint is not None else None
+    return directory or os.path.join(trainer.default_root_dir, "checkpoints")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from torchrl.collectors import Collector
 from torchrl.envs import EnvBase
 
+from sqil_lightning.checkpoint_io import checkpoint_dir
 from sqil_lightning.demos import DemoFileNotFoundError, DemoSet
 from sqil_lightning.envs import env_spaces, has_success, make_env
 from sqil_lightning.errors import ConfigError
@@ -34,6 +35,7 @@ from sqil_lightning.experts import (
     record_checkpoint_demos,
 )
 from sqil_lightning.minari_demos import load_minari_demos
+from sqil_lightning.replay_snapshot import load_snapshot, save_snapshot, snapshot_dir
 from sqil_lightning.replay import (
     REWARD_SOURCES,
     BalancedBatches,
@@ -130,6 +132,7 @@ class SQILDataModule(LightningDataModule):
         self._recent_returns: deque[float] = deque(maxlen=20)
         self._recent_successes: deque[bool] = deque(maxlen=20)
         self._eval_env: EnvBase | None = None
+        self._restored_rng = False  # set when a checkpoint's replay snapshot restored the RNG states
 
     @property
     def observation_shape(self) -> tuple[int, ...]:
@@ -267,13 +270,13 @@ class SQILDataModule(LightningDataModule):
         # The collector is built here, after the model is on its device, and acts with the
         # module's own Q-network, so rollouts always use the latest weights.
         module = self.trainer.lightning_module
-        if self.trainer.world_size > 1:
+        if self.trainer.world_size > 1 and not self._restored_rng:
             # seed_everything gave every rank the same RNG state, so every rank would draw the same
             # replay indices and exploration noise. The weights are already synced by DDP here.
             torch.manual_seed(torch.initial_seed() + self.trainer.global_rank)
         self.start_collector(module.policy(deterministic=False), module.device)
-        # Fill the online partition up to `initial_frames`, also after resuming from a checkpoint
-        # (its replay is not restored yet, so a resumed run warms up again).
+        # Fill the online partition up to `initial_frames` (a resumed run's restored replay
+        # usually holds that many already).
         while len(self._batches.online) < self.hparams.initial_frames:
             self.collect()
         return self._batches
@@ -329,7 +332,20 @@ class SQILDataModule(LightningDataModule):
             self._eval_env = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"env_steps": self.env_steps}
+        """Counters, plus where this checkpoint's replay snapshot lies (see `replay_snapshot`)."""
+        state: dict[str, Any] = {"env_steps": self.env_steps}
+        if self._batches is None or self.trainer is None or len(self._batches.online) == 0:
+            return state
+        replay_root = Path(checkpoint_dir(self.trainer)) / "replay"
+        step, rank = self.trainer.global_step, self.trainer.global_rank
+        save_snapshot(self._batches.online, snapshot_dir(replay_root, step, rank))  # each rank its own
+        state.update(replay_root=str(replay_root), replay_step=step)
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.env_steps = int(state_dict["env_steps"])
+        if "replay_step" in state_dict:
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            directory = snapshot_dir(Path(state_dict["replay_root"]), state_dict["replay_step"], rank)
+            load_snapshot(self._batches.online, directory)
+            self._restored_rng = True

@@ -22,8 +22,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from torchrl.data import LazyTensorStorage, RandomSampler, ReplayBuffer
+
 from sqil_lightning.checkpoint_io import AtomicCheckpointIO
 from sqil_lightning.cli import lightning_main
+from sqil_lightning.replay_snapshot import load_snapshot, snapshot_dir
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_CONFIG = REPO / "conf" / "lunarlander.yaml"
@@ -111,10 +114,18 @@ def _load(path: Path) -> dict:
 
 
 def _env_steps_after(env_steps_at_resume: int, resumed_at: int, step: int) -> int:
-    """env_steps at ``step`` of a run resumed at ``resumed_at``: the restored count, the refill of the
-    online partition to initial_frames (the replay is not in the checkpoint), then the rollouts."""
+    """env_steps at ``step`` of a run resumed at ``resumed_at``: the restored count plus the rollouts
+    since (the replay snapshot restores the online partition, so there is no second warm-up)."""
     rollouts = step // ROLLOUT_EVERY - resumed_at // ROLLOUT_EVERY
-    return env_steps_at_resume + INITIAL_FRAMES + ROLLOUT_FRAMES * rollouts
+    return env_steps_at_resume + ROLLOUT_FRAMES * rollouts
+
+
+def _replay_rows(checkpoint: dict) -> int:
+    """Rows in the online partition snapshot that a checkpoint refers to (rank 0)."""
+    state = checkpoint["SQILDataModule"]
+    buffer = ReplayBuffer(storage=LazyTensorStorage(100_000), sampler=RandomSampler())
+    load_snapshot(buffer, snapshot_dir(Path(state["replay_root"]), state["replay_step"], 0))
+    return len(buffer)
 
 
 # --- SIGTERM, then `fit --ckpt_path last` ------------------------------------------------------------------
@@ -201,6 +212,15 @@ def test_resumed_run_final_last_ckpt_holds_max_steps(resumed_run):
     result = json.loads((resumed_run["log_dir"] / "result.json").read_text())
     assert checkpoint["global_step"] == resumed_run["max_steps"]
     assert checkpoint["SQILDataModule"]["env_steps"] == result["env_steps"]
+
+
+def test_replay_continues_across_the_resume(sigterm_run, resumed_run):
+    # The interrupted run's snapshot holds every row it collected; the resumed run adds its rollouts
+    # to those rows (restored, not collected again), so rows == env_steps at both checkpoints.
+    interrupted = _load(sigterm_run["checkpoints"] / "last.ckpt")
+    assert _replay_rows(interrupted) == interrupted["SQILDataModule"]["env_steps"]
+    final = _load(resumed_run["log_dir"] / "checkpoints" / "last.ckpt")
+    assert _replay_rows(final) == final["SQILDataModule"]["env_steps"]
 
 
 # --- Ctrl+C ---------------------------------------------------------------------------------------------------
