@@ -127,7 +127,7 @@ def _positive_int(text: str) -> int:
 
 
 def demos_main(args: Sequence[str]) -> None:
-    """`python -m sqil_lightning demos generate|inspect …`."""
+    """`python -m sqil_lightning demos generate|record|from-minari|inspect …`."""
     parser = argparse.ArgumentParser(prog="python -m sqil_lightning demos", description="Make or inspect demo files.")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="record episodes of a built-in expert into a demo file")
@@ -141,9 +141,9 @@ def demos_main(args: Sequence[str]) -> None:
     rec.add_argument("--seed", type=int, default=0, help="episode i starts from reset(seed=SEED+i)")
     rec.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic policy")
     rec.add_argument("--out", required=True, help="path of the .npz demo file to write")
-    min_ = sub.add_parser("from-minari", help="convert a local Minari dataset (id or folder) into a demo file")
-    min_.add_argument("dataset", help="dataset id in the local Minari root, or a dataset folder")
-    min_.add_argument("--out", required=True, help="path of the .npz demo file to write")
+    conversion = sub.add_parser("from-minari", help="convert a local Minari dataset (id or folder) into a demo file")
+    conversion.add_argument("dataset", help="dataset id in the local Minari root, or a dataset folder")
+    conversion.add_argument("--out", required=True, help="path of the .npz demo file to write")
     ins = sub.add_parser("inspect", help="validate a demo file and print what it holds")
     ins.add_argument("path")
     ins.add_argument("--env-id", help="also check the demos against this env's spaces")
