@@ -7,10 +7,14 @@ import time
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
 
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.evaluation import EvalResult, evaluate_policy
+from sqil_lightning.video import render_episode, save_gif
+
+VIDEO_HINT = "MuJoCo renders off-screen with MUJOCO_GL=egl (GPU) or MUJOCO_GL=osmesa (CPU, needs OSMesa)"
 
 MODES = ("deterministic", "stochastic")
 
@@ -29,6 +33,9 @@ class Evaluation(Callback):
         final_episodes: episodes of the evaluation at the end of fit (0 skips it).
         modes: which policies to evaluate, any of ``deterministic`` (greedy / mean action) and
             ``stochastic``.
+        video_every_n_evaluations: every n-th evaluation (rank 0) also renders its first episode
+            of each mode into ``<trainer.default_root_dir>/videos/`` as a GIF and logs it to any
+            W&B logger as ``eval/<how>/video``; 0 never renders (see `sqil_lightning.video`).
 
     Episode i of every evaluation starts from ``reset(seed=data.eval_seed + i)``.
     """
@@ -39,16 +46,22 @@ class Evaluation(Callback):
         episodes: int = 10,
         final_episodes: int = 100,
         modes: list[str] = ["deterministic"],
+        video_every_n_evaluations: int = 0,
     ) -> None:
         unknown = [m for m in modes if m not in MODES]
         if unknown or not modes:
             raise ConfigError(f"evaluation.modes = {modes} is invalid; choose one or more of {list(MODES)}")
-        if every_n_steps < 1 or episodes < 1 or final_episodes < 0:
-            raise ConfigError("evaluation.every_n_steps and evaluation.episodes must be positive, evaluation.final_episodes non-negative")
+        if every_n_steps < 1 or episodes < 1 or final_episodes < 0 or video_every_n_evaluations < 0:
+            raise ConfigError(
+                "evaluation.every_n_steps and evaluation.episodes must be positive, "
+                "evaluation.final_episodes and evaluation.video_every_n_evaluations non-negative"
+            )
         self.every_n_steps = every_n_steps
         self.episodes = episodes
         self.final_episodes = final_episodes
         self.modes = list(modes)
+        self.video_every_n_evaluations = video_every_n_evaluations
+        self.evaluations_done = 0
         self.result_path: Path | None = None
         self._fit_start = time.perf_counter()
 
@@ -58,6 +71,9 @@ class Evaluation(Callback):
     def evaluate(self, trainer: Trainer, pl_module: LightningModule, episodes: int) -> dict[str, EvalResult]:
         """Evaluate each configured mode for ``episodes`` episodes, logging the means."""
         env_id, seed = trainer.datamodule.hparams.env_id, trainer.datamodule.hparams.eval_seed
+        self.evaluations_done += 1
+        every = self.video_every_n_evaluations
+        with_video = every > 0 and self.evaluations_done % every == 0
         results = {}
         for mode in self.modes:
             deterministic = mode == "deterministic"
@@ -75,7 +91,22 @@ class Evaluation(Callback):
             key = "success" if result.success_rate is not None else "return"
             value = result.success_rate if result.success_rate is not None else result.mean_return
             trainer.progress_bar_metrics[f"{label}_{key}"] = round(value, 3)
+            if with_video:
+                self._log_video(trainer, policy, label, env_id, seed)
         return results
+
+    @staticmethod
+    def _log_video(trainer: Trainer, policy, label: str, env_id: str, seed: int) -> None:
+        """Render the evaluation's first episode to a GIF and hand it to every W&B logger."""
+        try:
+            frames = render_episode(env_id, policy, seed)
+        except Exception as err:  # noqa: BLE001 - rendering needs a GL stack the machine may lack
+            rank_zero_warn(f"evaluation video skipped ({type(err).__name__}: {err}); {VIDEO_HINT}")
+            return
+        path = save_gif(frames, Path(trainer.default_root_dir) / "videos" / f"{label}_step{trainer.global_step}.gif")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_video(f"eval/{label}/video", [str(path)], step=trainer.global_step, format=["gif"])
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         # The last step is left to the longer final evaluation. Under DDP every rank holds the same
