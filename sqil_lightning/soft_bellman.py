@@ -36,6 +36,7 @@ def sqil_loss(
     demo_count = demo.sum()
     demo_term = (squared_error * demo).sum() / demo_count.clamp_min(1.0)
     online_term = (squared_error * online).sum() / online.sum().clamp_min(1.0)
-    # torch.where, not `if`: a Python branch on a tensor would sync the GPU every step.
-    online_weight = torch.where(demo_count > 0, lambda_samp, 1.0)
-    return demo_term + online_weight * online_term
+    # No Python `if` on a tensor (a GPU sync every step): the last term is exactly 0 when the
+    # batch holds demo rows, so the loss and its gradient are bit for bit demo + λ·online.
+    no_demos = (demo_count == 0).to(squared_error.dtype)
+    return demo_term + lambda_samp * online_term + (1.0 - lambda_samp) * no_demos * online_term
