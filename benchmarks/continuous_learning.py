@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "benchmark")
     parser.add_argument("--write", action="store_true", help="append the figures to docs/results.md")
+    parser.add_argument("--tag", default="", help="suffix of the plot's file name and the section title (a re-run)")
     args = parser.parse_args()
     env_id, fraction = TASKS[args.task]
     config, overlay = f"conf/{args.task}.yaml", f"conf/experts/{args.task}.yaml"
@@ -101,7 +102,7 @@ def main() -> None:
     floor = random_return(env_id, 100, eval_seed)
     demo_files = sorted((ROOT / "demos").glob(f"{env_id}_experts-*.npz"))
     demos = DemoSet.load(demo_files[0])
-    png = RESULTS.parent / f"{args.task}_learning.png"
+    png = RESULTS.parent / f"{args.task}_learning{'_' + args.tag if args.tag else ''}.png"
     plot(curves, expert_return, floor, f"SQIL on {env_id} from {demos.num_episodes} demo episodes of the project's SAC expert", png)
     print(f"random actions: {floor:.1f}; plot: {png}")
     if args.write:
@@ -122,7 +123,7 @@ def write_section(args, env_id, fraction, expert, finals, floor, demos, demo_fil
         )
     eval_seed = expert[LABEL]["seed"]
     append_section(
-        f"Learning: SQIL (SAC) vs the project's SAC expert on {env_id}",
+        f"Learning: SQIL (SAC) vs the project's SAC expert on {env_id}{f' ({args.tag})' if args.tag else ''}",
         "python benchmarks/continuous_learning.py " + " ".join(sys.argv[1:]),
         [
             machine_line(),
