@@ -19,8 +19,9 @@ from sqil_lightning.errors import TrainingStopped
 class GracefulStop(Callback):
     """Write ``last.ckpt`` when a run ends or is told to stop, so `fit --ckpt_path last` continues it.
 
-    At the end of fit: `ModelCheckpoint` writes ``last.ckpt`` only every ``every_n_train_steps``,
-    so without this the file could lag the final step. SIGTERM (schedulers, `kill`): Lightning notices it between steps and raises
+    At the end of fit (with ``checkpoint.save_last``): `ModelCheckpoint` writes ``last.ckpt`` only
+    every ``every_n_train_steps``, so without this the file could lag the final step.
+    SIGTERM (schedulers, `kill`): Lightning notices it between steps and raises
     `SIGTERMException`; this callback saves the checkpoint on the way out. Ctrl+C (SIGINT) would
     break a step half-done, so the first one only sets a flag that is checked after the step ends;
     a second Ctrl+C aborts at once, without a checkpoint.
@@ -53,7 +54,8 @@ class GracefulStop(Callback):
         self._restore_handler()
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.checkpoint_callback is not None and not trainer.interrupted:
+        checkpoint = trainer.checkpoint_callback
+        if isinstance(checkpoint, ModelCheckpoint) and checkpoint.save_last and not trainer.interrupted:
             self.save_last(trainer)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
