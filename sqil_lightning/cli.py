@@ -23,6 +23,7 @@ from sqil_lightning.envs import env_spaces
 from sqil_lightning.errors import ConfigError, TrainingDivergedError, TrainingStopped, UserInputError
 from sqil_lightning.experts import EXPERTS, generate_expert_demos, record_checkpoint_demos
 from sqil_lightning.minari_demos import load_minari_demos
+from sqil_lightning.plots import plot_metrics
 
 
 class SQILCLI(LightningCLI):
@@ -165,6 +166,15 @@ def demos_main(args: Sequence[str]) -> None:
     _print_demo_summary(demos)
 
 
+def plot_main(args: Sequence[str]) -> None:
+    """`python -m sqil_lightning plot RUN [--out PNG]`: learning curves from a run's metrics.csv."""
+    parser = argparse.ArgumentParser(prog="python -m sqil_lightning plot", description=plot_metrics.__doc__)
+    parser.add_argument("run", help="a run folder (runs/<name>/version_N) or its metrics.csv")
+    parser.add_argument("--out", help="PNG to write (default: curves.png beside metrics.csv)")
+    ns = parser.parse_args(list(args))
+    print(f"wrote {plot_metrics(ns.run, ns.out)}")
+
+
 def _print_demo_summary(demos: DemoSet) -> None:
     returns = demos.episode_returns()
     print(f"  metadata:     {demos.metadata}")
@@ -220,6 +230,8 @@ def main(args: Sequence[str] | None = None) -> None:
     try:
         if argv and argv[0] == "demos":
             demos_main(argv[1:])
+        elif argv and argv[0] == "plot":
+            plot_main(argv[1:])
         else:
             # None lets LightningCLI read sys.argv itself (it warns when given both).
             lightning_main(None if args is None else argv)
