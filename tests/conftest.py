@@ -50,7 +50,7 @@ def lunarlander_demo_file(tmp_path_factory):
 def expect_user_error(capsys):
     """Run the CLI in-process on ``args``; it must exit with status 2 and one `error:` line (no traceback).
 
-    Returns that line. The same contract as `_run_main_expecting_user_error` in tests/test_cli.py.
+    Returns that line.
     """
     from sqil_lightning.cli import main
 

@@ -58,7 +58,9 @@ class DDPProbe(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         datamodule = trainer.datamodule
-        batches = datamodule._batches
+        buffer = datamodule.buffer  # an OfflineToOnlineReplayBuffer (SQIL) or the online buffer alone
+        demos = getattr(buffer, "offline_buffer", None)
+        online = getattr(buffer, "online_buffer", buffer)
         self.record = {
             "global_rank": trainer.global_rank,
             "world_size": trainer.world_size,
@@ -66,8 +68,8 @@ class DDPProbe(Callback):
             "global_step": trainer.global_step,
             "env_steps": datamodule.env_steps,
             "state_dict": {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()},
-            "online_observations": _observations(batches.online),
-            "demo_observations": _observations(batches.demos),
+            "online_observations": _observations(online),
+            "demo_observations": _observations(demos),
             "first_batch": self.first_batch,
         }
 

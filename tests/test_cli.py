@@ -27,25 +27,6 @@ EXPERT_OVERLAYS = sorted((REPO / "conf" / "experts").glob("*.yaml"))
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
 
-def _run_main_expecting_user_error(args: list[str], capsys) -> str:
-    """Run the CLI in-process; it must exit with status 2 and one `error:` line (no traceback)."""
-    capsys.readouterr()
-    try:
-        main(args)
-    except SystemExit as exit_info:
-        code = exit_info.code
-    except Exception as err:  # a traceback reaching the user is the bug this guards against
-        pytest.fail(f"the CLI let {type(err).__name__} escape instead of a one-line error: {err}")
-    else:
-        pytest.fail("the CLI accepted invalid input")
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    error_lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(error_lines) == 1, err
-    return error_lines[0]
-
-
 # --- parsing ------------------------------------------------------------------------------------------
 
 
@@ -231,62 +212,59 @@ def test_test_subcommand_plays_the_configured_episodes_with_the_checkpoint(fit_r
 # --- user errors -----------------------------------------------------------------------------------------
 
 
-def test_negative_temperature_is_a_one_line_error_naming_the_key(tmp_path, monkeypatch, capsys):
+def test_negative_temperature_is_a_one_line_error_naming_the_key(tmp_path, monkeypatch, expect_user_error):
     monkeypatch.chdir(tmp_path)
-    line = _run_main_expecting_user_error(["fit", "--config", str(BASE_CONFIG), "--model.temperature", "-1"], capsys)
+    line = expect_user_error(["fit", "--config", str(BASE_CONFIG), "--model.temperature", "-1"])
     assert "model.temperature" in line
 
 
 @pytest.mark.parametrize("extra", [[], ["--data.demo_expert", "null"]], ids=["default-expert", "no-expert"])
-def test_unknown_env_id_is_a_one_line_error_naming_the_id(extra, tmp_path, monkeypatch, capsys):
+def test_unknown_env_id_is_a_one_line_error_naming_the_id(extra, tmp_path, monkeypatch, expect_user_error):
     monkeypatch.chdir(tmp_path)
-    line = _run_main_expecting_user_error(
-        ["fit", "--config", str(BASE_CONFIG), "--data.env_id", "NotAnEnv-v0", *extra], capsys
+    line = expect_user_error(
+        ["fit", "--config", str(BASE_CONFIG), "--data.env_id", "NotAnEnv-v0", *extra]
     )
     assert "NotAnEnv-v0" in line
 
 
-def test_missing_demo_file_without_expert_is_a_one_line_error_saying_how_to_generate(tmp_path, monkeypatch, capsys):
+def test_missing_demo_file_without_expert_is_a_one_line_error_saying_how_to_generate(tmp_path, monkeypatch, expect_user_error):
     monkeypatch.chdir(tmp_path)
     missing = tmp_path / "nope.npz"
-    line = _run_main_expecting_user_error(
+    line = expect_user_error(
         [
             "fit", "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG),
             "--data.demo_expert", "null", "--data.demo_path", str(missing),
         ],
-        capsys,
     )
     assert str(missing) in line and "demos generate" in line
     assert not missing.exists()
 
 
-def test_demo_file_recorded_in_another_env_is_a_one_line_spec_mismatch(tmp_path, monkeypatch, capsys, lunarlander_demo_file):
+def test_demo_file_recorded_in_another_env_is_a_one_line_spec_mismatch(tmp_path, monkeypatch, expect_user_error, lunarlander_demo_file):
     monkeypatch.chdir(tmp_path)
-    line = _run_main_expecting_user_error(
+    line = expect_user_error(
         [
             "fit", "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG),
             "--data.env_id", "CartPole-v1", "--data.demo_expert", "null", "--data.demo_path", str(lunarlander_demo_file),
         ],
-        capsys,
     )
     assert str(lunarlander_demo_file) in line and "CartPole-v1" in line
 
 
-def test_demo_fraction_out_of_range_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+def test_demo_fraction_out_of_range_is_a_one_line_error(tmp_path, monkeypatch, expect_user_error):
     monkeypatch.chdir(tmp_path)
-    line = _run_main_expecting_user_error(["fit", "--config", str(BASE_CONFIG), "--data.demo_fraction", "1.5"], capsys)
+    line = expect_user_error(["fit", "--config", str(BASE_CONFIG), "--data.demo_fraction", "1.5"])
     assert "data.demo_fraction" in line
 
 
-def test_gamma_one_with_absorbing_reward_is_a_one_line_error(tmp_path, monkeypatch, capsys, lunarlander_demo_file):
+def test_gamma_one_with_absorbing_reward_is_a_one_line_error(tmp_path, monkeypatch, expect_user_error, lunarlander_demo_file):
     # r/(1-γ) is undefined at γ = 1: a config mistake, so it must be reported like the others.
     monkeypatch.chdir(tmp_path)
-    line = _run_main_expecting_user_error(
+    line = expect_user_error(
         [
             "fit", "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG),
             "--data.demo_path", str(lunarlander_demo_file), "--data.absorbing_reward", "true",
             "--model.gamma", "1.0",
         ],
-        capsys,
     )
     assert "gamma" in line

@@ -60,18 +60,14 @@ def _started(datamodule: SQILDataModule):
     return datamodule.train_dataloader()
 
 
+# Small, fast Pendulum runs: the settings both reward sources share.
+SMALL = dict(env_id="Pendulum-v1", demo_expert=None, batch_size=16, initial_frames=48, rollout_frames=8, sample_chunk=4)
+
+
 @pytest.fixture
 def env_reward_data(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    datamodule = SQILDataModule(
-        env_id="Pendulum-v1",
-        reward="env",
-        demo_expert=None,
-        batch_size=16,
-        initial_frames=48,
-        rollout_frames=8,
-        sample_chunk=4,
-    )
+    datamodule = SQILDataModule(reward="env", **SMALL)
     batches = _started(datamodule)
     yield datamodule, batches
     datamodule.teardown("fit")
@@ -81,16 +77,11 @@ def env_reward_data(tmp_path, monkeypatch):
 def sqil_reward_data(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     datamodule = SQILDataModule(
-        env_id="Pendulum-v1",
         reward="sqil",
         demo_path=str(_pendulum_demo_file(tmp_path / "pendulum_demos.npz")),
-        demo_expert=None,
         demo_reward=1.5,
         absorbing_reward=True,  # Pendulum never terminates: every demo row gets r itself
-        batch_size=16,
-        initial_frames=48,
-        rollout_frames=8,
-        sample_chunk=4,
+        **SMALL,
     )
     batches = _started(datamodule)
     yield datamodule, batches
