@@ -24,7 +24,7 @@ from torchrl.envs import EnvBase
 
 from sqil_lightning.checkpoint_io import checkpoint_dir
 from sqil_lightning.demos import DemoFileNotFoundError, DemoSet
-from sqil_lightning.envs import env_spaces, has_success, make_env
+from sqil_lightning.envs import env_spaces, has_success, make_env, make_gym_env
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.experts import (
     EXPERTS,
@@ -35,7 +35,8 @@ from sqil_lightning.experts import (
     record_checkpoint_demos,
 )
 from sqil_lightning.minari_demos import load_minari_demos
-from sqil_lightning.replay_snapshot import load_snapshot, save_snapshot, snapshot_dir
+from sqil_lightning.replay_snapshot import RunPosition, load_snapshot, save_snapshot, set_rng_states, snapshot_dir
+from sqil_lightning.resumable_episode import ResumableEpisode
 from sqil_lightning.replay import (
     REWARD_SOURCES,
     BalancedBatches,
@@ -132,7 +133,10 @@ class SQILDataModule(LightningDataModule):
         self._recent_returns: deque[float] = deque(maxlen=20)
         self._recent_successes: deque[bool] = deque(maxlen=20)
         self._eval_env: EnvBase | None = None
-        self._restored_rng = False  # set when a checkpoint's replay snapshot restored the RNG states
+        self._restored_rng: dict[str, Any] | None = None  # RNG states of the checkpoint resumed from
+        self._episode: ResumableEpisode | None = None  # the training env, whose episode a checkpoint saves
+        self._restored_episode: dict[str, Any] | None = None
+        self._resumed_return = 0.0  # return of the resumed episode's steps before the checkpoint
 
     @property
     def observation_shape(self) -> tuple[int, ...]:
@@ -270,7 +274,7 @@ class SQILDataModule(LightningDataModule):
         # The collector is built here, after the model is on its device, and acts with the
         # module's own Q-network, so rollouts always use the latest weights.
         module = self.trainer.lightning_module
-        if self.trainer.world_size > 1 and not self._restored_rng:
+        if self.trainer.world_size > 1 and self._restored_rng is None:
             # seed_everything gave every rank the same RNG state, so every rank would draw the same
             # replay indices and exploration noise. The weights are already synced by DDP here.
             torch.manual_seed(torch.initial_seed() + self.trainer.global_rank)
@@ -279,6 +283,11 @@ class SQILDataModule(LightningDataModule):
         # usually holds that many already).
         while len(self._batches.online) < self.hparams.initial_frames:
             self.collect()
+        if self._restored_rng is not None:
+            # Applied last: building the collector runs the policy once (consuming random numbers),
+            # which the checkpointed run had done long before it saved these states.
+            set_rng_states(self._restored_rng)
+            self._restored_rng = None
         return self._batches
 
     def start_collector(self, policy: TensorDictModuleBase, policy_device: torch.device | str) -> None:
@@ -287,8 +296,15 @@ class SQILDataModule(LightningDataModule):
             self._collector.shutdown()
         # Under DDP each rank explores from its own env seed into its own online partition.
         rank = self.trainer.global_rank if self.trainer is not None else 0
+        env_id = self.hparams.env_id
+        self._episode = ResumableEpisode(make_gym_env(env_id))
+        seed = self.hparams.seed + rank
+        if self._restored_episode is not None:
+            # Continue the episode the checkpoint interrupted; its saved RNG state replaces the seed.
+            self._episode.resume(self._restored_episode)
+            self._restored_episode, seed = None, None
         self._collector = Collector(
-            self.make_env(self.hparams.seed + rank),
+            make_env(env_id, seed=seed, gym_env=self._episode),
             policy,
             frames_per_batch=self.hparams.rollout_frames,
             total_frames=-1,
@@ -297,6 +313,7 @@ class SQILDataModule(LightningDataModule):
             auto_register_policy_transforms=False,  # the policy is stateless: no InitTracker needed
         )
         self._collector_iter = iter(self._collector)
+        self._resumed_return = self._episode.replayed_return
 
     def collect(self) -> dict[str, float]:
         """Add ``rollout_frames`` on-policy env steps to the online partition (Algorithm 1, line 6).
@@ -311,7 +328,10 @@ class SQILDataModule(LightningDataModule):
         done = batch["next", "done"].reshape(-1)
         if not done.any():
             return {}
-        self._recent_returns.extend(batch["next", "episode_reward"].reshape(-1)[done].tolist())
+        returns = batch["next", "episode_reward"].reshape(-1)[done].tolist()
+        returns[0] += self._resumed_return  # the first episode to end may be one a resume continued
+        self._resumed_return = 0.0
+        self._recent_returns.extend(returns)
         if has_success(self.hparams.env_id):
             self._recent_successes.extend(batch["next", "success"].reshape(-1)[done].bool().tolist())
         return self.rollout_statistics()
@@ -332,20 +352,33 @@ class SQILDataModule(LightningDataModule):
             self._eval_env = None
 
     def state_dict(self) -> dict[str, Any]:
-        """Counters, plus where this checkpoint's replay snapshot lies (see `replay_snapshot`)."""
-        state: dict[str, Any] = {"env_steps": self.env_steps}
+        """Counters and recent episode statistics, plus where this checkpoint's replay snapshot lies
+        (see `replay_snapshot`)."""
+        state: dict[str, Any] = {
+            "env_steps": self.env_steps,
+            "recent_returns": list(self._recent_returns),
+            "recent_successes": list(self._recent_successes),
+        }
         if self._batches is None or self.trainer is None or len(self._batches.online) == 0:
             return state
         replay_root = Path(checkpoint_dir(self.trainer)) / "replay"
         step, rank = self.trainer.global_step, self.trainer.global_rank
-        save_snapshot(self._batches.online, snapshot_dir(replay_root, step, rank))  # each rank its own
+        position = RunPosition(
+            episode=self._episode.episode_state() if self._episode is not None else None,
+            untrained=self._batches.untrained(),
+        )
+        save_snapshot(self._batches.online, snapshot_dir(replay_root, step, rank), position)  # each rank its own
         state.update(replay_root=str(replay_root), replay_step=step)
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.env_steps = int(state_dict["env_steps"])
+        self._recent_returns.extend(state_dict.get("recent_returns", []))
+        self._recent_successes.extend(state_dict.get("recent_successes", []))
         if "replay_step" in state_dict:
             rank = self.trainer.global_rank if self.trainer is not None else 0
             directory = snapshot_dir(Path(state_dict["replay_root"]), state_dict["replay_step"], rank)
-            load_snapshot(self._batches.online, directory)
-            self._restored_rng = True
+            position = load_snapshot(self._batches.online, directory)
+            self._batches.restore_untrained(position.untrained)
+            self._restored_episode = position.episode
+            self._restored_rng = position.rng

@@ -81,9 +81,14 @@ def make_gym_env(env_id: str, **kwargs) -> gym.Env:
     return wrapper(env) if wrapper is not None else env
 
 
-def make_env(env_id: str, seed: int | None = None, device: str = "cpu") -> EnvBase:
-    """A TorchRL env: float32 observations, integer actions, `success` read from info, `episode_reward` summed."""
-    base = GymWrapper(make_gym_env(env_id), categorical_action_encoding=True, device=device)
+def make_env(env_id: str, seed: int | None = None, device: str = "cpu", gym_env: gym.Env | None = None) -> EnvBase:
+    """A TorchRL env: float32 observations, integer actions, `success` read from info, `episode_reward` summed.
+
+    ``gym_env`` is the gymnasium env to wrap when the caller keeps a handle on it (it must come
+    from `make_gym_env(env_id)`); by default a new one is made.
+    """
+    gym_env = make_gym_env(env_id) if gym_env is None else gym_env
+    base = GymWrapper(gym_env, categorical_action_encoding=True, device=device)
     if has_success(env_id):
         base.set_info_dict_reader(default_info_dict_reader(["success"]))
     # MuJoCo observations are float64; the networks and demo files are float32.

@@ -46,6 +46,17 @@ class OffPolicyLearner(LightningModule):
         """The acting policy: sampling (collection) or deterministic (evaluation)."""
         raise NotImplementedError
 
+    def update_target(self) -> None:
+        """Move the target network(s) towards the trained ones (Polyak averaging), after each step."""
+        raise NotImplementedError
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        # The target update belongs to the gradient step, not to `on_train_batch_end`: callbacks
+        # (ModelCheckpoint, the Ctrl+C stop) save in that hook before the module's own, and a
+        # checkpoint missing this step's target update would not resume exactly.
+        super().optimizer_step(*args, **kwargs)
+        self.update_target()
+
     def validation_step(self, seed: torch.Tensor, batch_idx: int) -> None:
         self._evaluation_episode("val", seed)
 

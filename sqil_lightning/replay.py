@@ -11,6 +11,7 @@ rows keep the env's reward and every batch is drawn from them alone.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Iterator
 
 import torch
@@ -115,6 +116,8 @@ class BalancedBatches:
         self.demo_rows = round(buffer.offline_fraction * batch_size) if balanced else 0
         self.batch_size = batch_size
         self.chunk = chunk
+        self._drawn: deque[TensorDict] = deque()  # the current chunk's batches not yielded yet
+        self._last: TensorDict | None = None  # the newest yielded batch
 
     def _draw_chunk(self) -> list[TensorDict]:
         n_online = self.batch_size - self.demo_rows
@@ -130,4 +133,20 @@ class BalancedBatches:
 
     def __iter__(self) -> Iterator[TensorDict]:
         while True:
-            yield from self._draw_chunk()
+            if not self._drawn:
+                self._drawn.extend(self._draw_chunk())
+            self._last = self._drawn.popleft()
+            yield self._last
+
+    def untrained(self) -> list[TensorDict]:
+        """Batches drawn but not trained on yet, in order: what a resumed run must train on next.
+
+        Lightning's fit loop fetches one batch ahead (to know whether it is the last), so between
+        steps the newest yielded batch has not been trained on; the rest of the chunk follows it.
+        """
+        return ([] if self._last is None else [self._last]) + list(self._drawn)
+
+    def restore_untrained(self, batches: list[TensorDict]) -> None:
+        """Yield ``batches`` (from `untrained` of a checkpointed run) before drawing new ones."""
+        self._drawn = deque(batches)
+        self._last = None

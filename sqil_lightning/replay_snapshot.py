@@ -1,9 +1,10 @@
-"""Snapshots of a rank's online replay partition and RNG states, written beside its checkpoints.
+"""Snapshots of a rank's online replay partition, RNG states and run position, written beside its checkpoints.
 
 A Lightning checkpoint holds no replay buffer, so a resumed run would lose the agent's experience.
 The datamodule's ``state_dict`` writes the agent's rows as memory-mapped tensors (TorchRL's storage
 ``dumps``: raw arrays and JSON metadata, no pickles) into ``<checkpoint dir>/replay/step<N>-rank<R>/``
-with the buffer's write cursor and the RNG states, and the checkpoint stores only where they are.
+with the buffer's write cursor, the RNG states, the training env's current episode and the batches
+drawn but not yet trained on; the checkpoint stores only where they are.
 The demo partition is not copied: it is rebuilt from the demo file.
 """
 
@@ -13,10 +14,13 @@ import os
 import random
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from tensordict import TensorDict, TensorDictBase
 from torchrl.data import ReplayBuffer
 
 from sqil_lightning.errors import ConfigError
@@ -31,21 +35,41 @@ def snapshot_dir(replay_root: Path, step: int, rank: int) -> Path:
     return replay_root / f"step{step}-rank{rank}"
 
 
-def save_snapshot(buffer: ReplayBuffer, directory: Path) -> None:
-    """Write ``buffer``'s rows, cursor and the RNG states to ``directory``, replacing it atomically."""
+@dataclass
+class RunPosition:
+    """Where a rank's run stands beyond its replay rows: what an exact resume needs besides the weights.
+
+    Attributes:
+        episode: the training env's current episode (`ResumableEpisode.episode_state`).
+        untrained: batches already drawn from the replay but not trained on yet
+            (`BalancedBatches.untrained`), in order.
+        rng: the torch, numpy and python RNG states (filled in by `load_snapshot`; `set_rng_states`
+            applies them).
+    """
+
+    episode: dict[str, Any] | None = None
+    untrained: list[TensorDictBase] = field(default_factory=list)
+    rng: dict[str, Any] | None = None
+
+
+def save_snapshot(buffer: ReplayBuffer, directory: Path, position: RunPosition) -> None:
+    """Write ``buffer``'s rows and cursor, the RNG states and ``position`` to ``directory``, atomically."""
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     buffer.storage.dumps(partial / "storage")
-    torch.save({"writer": buffer.writer.state_dict(), "rng": _rng_states()}, partial / "state.pt")
+    if position.untrained:
+        torch.stack(position.untrained).memmap(partial / "untrained")
+    state = {"writer": buffer.writer.state_dict(), "rng": _rng_states(), "episode": position.episode}
+    torch.save(state, partial / "state.pt")
     if directory.exists():  # the same step saved twice (a periodic checkpoint and last.ckpt)
         shutil.rmtree(directory)
     os.replace(partial, directory)
     _prune(directory.parent)
 
 
-def load_snapshot(buffer: ReplayBuffer, directory: Path) -> None:
-    """Restore ``buffer``'s rows and cursor and the RNG states from a snapshot folder."""
+def load_snapshot(buffer: ReplayBuffer, directory: Path) -> RunPosition:
+    """Restore ``buffer``'s rows and cursor from a snapshot folder; return the position and RNG states."""
     if not (directory / "state.pt").is_file():
         raise ConfigError(
             f"the checkpoint's replay snapshot {directory} is missing; the agent's experience cannot be "
@@ -54,7 +78,9 @@ def load_snapshot(buffer: ReplayBuffer, directory: Path) -> None:
     buffer.storage.loads(directory / "storage")
     state = torch.load(directory / "state.pt", weights_only=True)  # tensors and numbers only
     buffer.writer.load_state_dict(state["writer"])
-    _set_rng_states(state["rng"])
+    untrained = directory / "untrained"
+    batches = list(TensorDict.load_memmap(untrained).clone().unbind(0)) if untrained.exists() else []
+    return RunPosition(episode=state.get("episode"), untrained=batches, rng=state["rng"])
 
 
 def _prune(replay_root: Path) -> None:
@@ -76,7 +102,8 @@ def _rng_states() -> dict:
     }
 
 
-def _set_rng_states(states: dict) -> None:
+def set_rng_states(states: dict) -> None:
+    """Apply RNG states saved by `save_snapshot` (`RunPosition.rng`)."""
     torch.set_rng_state(states["torch"])
     numpy = states["numpy"]
     np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"], numpy["cached"]))

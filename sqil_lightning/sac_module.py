@@ -150,7 +150,7 @@ class SACSQIL(OffPolicyLearner):
             self._log_statistics(critic_loss, losses, batch["is_demo"])
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+    def update_target(self) -> None:
         self.target_update.step()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -93,8 +93,8 @@ class SoftQSQIL(OffPolicyLearner):
         # walking the module tree every step costs ~30 µs, 2% of a CPU update.
         self._polyak_pairs = (list(self.target_network.parameters()), list(self.q_network.parameters()))
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        # Polyak averaging of the target network after each gradient step, fused over all tensors.
+    def update_target(self) -> None:
+        # Polyak averaging of the target network, fused over all tensors.
         with torch.no_grad():
             torch._foreach_lerp_(*self._polyak_pairs, self.hparams.target_tau)
 

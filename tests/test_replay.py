@@ -157,3 +157,24 @@ def test_sampling_with_an_empty_online_partition_raises():
     buffer = make_sqil_buffer(demos, ONLINE_CAPACITY, 0.5, 16)
     with pytest.raises(RuntimeError, match="online partition is empty"):
         next(iter(BalancedBatches(buffer, 16, chunk=4)))
+
+
+def test_restored_untrained_batches_continue_the_stream_as_if_never_interrupted():
+    # A checkpoint between steps holds the batch Lightning prefetched and the rest of the chunk;
+    # a new BalancedBatches given those yields exactly what the uninterrupted stream would.
+    torch.manual_seed(0)
+    _, buffer = _filled_buffer()
+    uninterrupted = list(itertools.islice(iter(BalancedBatches(buffer, 16, chunk=4)), 11))
+    torch.manual_seed(0)
+    first = BalancedBatches(buffer, 16, chunk=4)
+    trained = list(itertools.islice(iter(first), 6))[:-1]  # the 6th is fetched ahead, not trained on
+    untrained = first.untrained()
+    assert len(untrained) == 1 + 2  # the prefetched batch and the two left of the second chunk
+    rng = torch.get_rng_state()
+    resumed = BalancedBatches(buffer, 16, chunk=4)
+    resumed.restore_untrained([batch.clone() for batch in untrained])
+    torch.set_rng_state(rng)
+    continued = trained + list(itertools.islice(iter(resumed), 6))
+    for expected, got in zip(uninterrupted, continued, strict=True):
+        assert torch.equal(expected["observation"], got["observation"])
+        assert torch.equal(expected["is_demo"], got["is_demo"])

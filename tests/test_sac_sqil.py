@@ -286,7 +286,7 @@ def test_a_few_hundred_steps_learn_a_higher_q_for_the_demo_action_and_act_toward
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        model.target_update.step()
+        model.update_target()
     q_demo, q_other, q_zero = _q_values(model, probe).min(0).values.tolist()
     assert q_demo > 0.5 and q_demo > q_other + 0.5 and q_demo > q_zero + 0.5
     assert model.policy(deterministic=True)(observation.clone())["action"].item() > 0.75

@@ -159,7 +159,7 @@ def test_target_network_starts_equal_and_polyak_update_moves_it_by_tau():
             p.add_(1.0)
     before = [t.detach().clone() for t in module.target_network.parameters()]
     module.on_train_start()
-    module.on_train_batch_end(None, None, 0)
+    module.update_target()
     for p, t, t0 in zip(module.q_network.parameters(), module.target_network.parameters(), before):
         torch.testing.assert_close(t, t0 + 0.25 * (p - t0))
 

@@ -3,6 +3,12 @@ and a crash while a checkpoint is written keeps the previous one usable.
 
 The signal tests run the real entry point as a subprocess (signals, exit statuses) on the
 300-step overlay tests/conf/fast.yaml with max_steps raised so that only the signal ends the run.
+
+An interrupted-and-resumed run ends bit-identical to an uninterrupted one on CPU (parameters,
+optimizer state, replay rows): the resume restores the replay rows, RNG states, the training env's
+half-played episode (replayed from its RNG state and actions) and the batches drawn but not yet
+trained on. The runs here keep the learning rate constant (`final_lr_fraction 1`): the decay is
+scheduled over `trainer.max_steps`, which the interrupted run and its continuation set differently.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ def _fit_command(tmp_path: Path, *extra: str) -> list[str]:
         "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
         "--checkpoint.every_n_train_steps", str(CHECKPOINT_EVERY),
         "--data.demo_episodes", "2",
+        "--model.init_args.final_lr_fraction", "1",
         *extra,
     ]  # fmt: skip
 
@@ -120,12 +127,12 @@ def _env_steps_after(env_steps_at_resume: int, resumed_at: int, step: int) -> in
     return env_steps_at_resume + ROLLOUT_FRAMES * rollouts
 
 
-def _replay_rows(checkpoint: dict) -> int:
-    """Rows in the online partition snapshot that a checkpoint refers to (rank 0)."""
+def _replay_rows(checkpoint: dict):
+    """The rows of the online partition snapshot that a checkpoint refers to (rank 0)."""
     state = checkpoint["SQILDataModule"]
     buffer = ReplayBuffer(storage=LazyTensorStorage(100_000), sampler=RandomSampler())
     load_snapshot(buffer, snapshot_dir(Path(state["replay_root"]), state["replay_step"], 0))
-    return len(buffer)
+    return buffer.storage.get(torch.arange(len(buffer)))
 
 
 # --- SIGTERM, then `fit --ckpt_path last` ------------------------------------------------------------------
@@ -214,13 +221,45 @@ def test_resumed_run_final_last_ckpt_holds_max_steps(resumed_run):
     assert checkpoint["SQILDataModule"]["env_steps"] == result["env_steps"]
 
 
+@pytest.fixture(scope="module")
+def uninterrupted_run(sigterm_run, resumed_run):
+    """The same run, never interrupted, to the resumed run's max_steps."""
+    tmp_path = sigterm_run["tmp_path"] / "uninterrupted"
+    tmp_path.mkdir()
+    run = _Run(tmp_path, _fit_command(tmp_path, "--trainer.max_steps", str(resumed_run["max_steps"])), "uninterrupted")
+    status = run.wait(RUN_TIMEOUT_S)
+    if status != 0:
+        run.fail(f"the uninterrupted run exited with status {status}")
+    return {"checkpoints": tmp_path / "logs" / "fast" / "version_0" / "checkpoints"}
+
+
+def test_interrupted_and_resumed_run_ends_identical_to_an_uninterrupted_one(sigterm_run, resumed_run, uninterrupted_run):
+    resumed = _load(resumed_run["log_dir"] / "checkpoints" / "last.ckpt")
+    reference = _load(uninterrupted_run["checkpoints"] / "last.ckpt")
+    assert resumed["global_step"] == reference["global_step"] == resumed_run["max_steps"]
+    assert sigterm_run["step"] < resumed_run["max_steps"]
+    assert resumed["state_dict"].keys() == reference["state_dict"].keys()
+    for name, tensor in reference["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][name], tensor), name  # bit-identical, target network included
+    resumed_adam, reference_adam = resumed["optimizer_states"][0]["state"], reference["optimizer_states"][0]["state"]
+    for index, moments in reference_adam.items():
+        for key, value in moments.items():
+            assert torch.equal(resumed_adam[index][key], value), (index, key)
+    assert resumed["SQILDataModule"]["env_steps"] == reference["SQILDataModule"]["env_steps"]
+    # The agent's experience is the same row for row: the env continued the interrupted episode.
+    assert (_replay_rows(resumed) == _replay_rows(reference)).all()
+    # The interrupted episode's logged return counts its steps on both sides of the interruption
+    # (summed in another order, hence approx).
+    assert resumed["SQILDataModule"]["recent_returns"] == pytest.approx(reference["SQILDataModule"]["recent_returns"], rel=1e-5)
+
+
 def test_replay_continues_across_the_resume(sigterm_run, resumed_run):
     # The interrupted run's snapshot holds every row it collected; the resumed run adds its rollouts
     # to those rows (restored, not collected again), so rows == env_steps at both checkpoints.
     interrupted = _load(sigterm_run["checkpoints"] / "last.ckpt")
-    assert _replay_rows(interrupted) == interrupted["SQILDataModule"]["env_steps"]
+    assert len(_replay_rows(interrupted)) == interrupted["SQILDataModule"]["env_steps"]
     final = _load(resumed_run["log_dir"] / "checkpoints" / "last.ckpt")
-    assert _replay_rows(final) == final["SQILDataModule"]["env_steps"]
+    assert len(_replay_rows(final)) == final["SQILDataModule"]["env_steps"]
 
 
 # --- Ctrl+C ---------------------------------------------------------------------------------------------------

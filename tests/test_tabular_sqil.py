@@ -98,7 +98,7 @@ def test_sqil_greedy_policy_takes_the_expert_action_in_every_demo_state_and_retu
         optimizer.zero_grad()
         module.training_step(batch, i).backward()
         optimizer.step()
-        module.on_train_batch_end(None, batch, i)
+        module.update_target()
 
     with torch.no_grad():
         greedy = module.q_network(one_hot(list(range(N_STATES)))).argmax(-1).tolist()
