@@ -1,8 +1,11 @@
-"""Lightning callbacks of sqil_lightning: rollouts, evaluation, the finite-loss guard, graceful stops."""
+"""Lightning callbacks of sqil_lightning: rollouts, evaluation, the finite-loss guard, graceful stops,
+throughput and the logged config."""
 
 from callbacks.evaluation import Evaluation
 from callbacks.finite_loss import FiniteLossGuard
 from callbacks.graceful_stop import GracefulStop
+from callbacks.logged_config import LoggedConfig
 from callbacks.periodic_rollout import PeriodicRollout
+from callbacks.throughput import Throughput
 
-__all__ = ["Evaluation", "FiniteLossGuard", "GracefulStop", "PeriodicRollout"]
+__all__ = ["Evaluation", "FiniteLossGuard", "GracefulStop", "LoggedConfig", "PeriodicRollout", "Throughput"]

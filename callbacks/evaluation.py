@@ -68,6 +68,13 @@ class Evaluation(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._fit_start = time.perf_counter()
 
+    def state_dict(self) -> dict[str, int]:
+        # A resumed run keeps the video cadence (every n-th evaluation) of the interrupted one.
+        return {"evaluations_done": self.evaluations_done}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self.evaluations_done = state_dict["evaluations_done"]
+
     def evaluate(self, trainer: Trainer, pl_module: LightningModule, episodes: int) -> dict[str, EvalResult]:
         """Evaluate each configured mode for ``episodes`` episodes, logging the means."""
         env_id, seed = trainer.datamodule.hparams.env_id, trainer.datamodule.hparams.eval_seed

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgre
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from callbacks import Evaluation, FiniteLossGuard, GracefulStop, PeriodicRollout
+from callbacks import Evaluation, FiniteLossGuard, GracefulStop, LoggedConfig, PeriodicRollout, Throughput
 from sqil_lightning.checkpoint_io import AtomicCheckpointIO
 from sqil_lightning.datamodule import SQILDataModule
 from sqil_lightning.demos import DemoSet
@@ -24,6 +24,7 @@ from sqil_lightning.errors import ConfigError, TrainingDivergedError, TrainingSt
 from sqil_lightning.experts import EXPERTS, generate_expert_demos, record_checkpoint_demos
 from sqil_lightning.minari_demos import load_minari_demos
 from sqil_lightning.plots import plot_metrics
+from sqil_lightning.wandb_logger import WandbSettings
 
 
 class SQILCLI(LightningCLI):
@@ -37,6 +38,7 @@ class SQILCLI(LightningCLI):
         parser.add_lightning_class_args(Evaluation, "evaluation")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(FiniteLossGuard, "finite_loss")
+        parser.add_class_arguments(WandbSettings, "wandb")
         parser.add_argument(
             "--progress_bar_refresh_rate",
             type=int,
@@ -71,13 +73,24 @@ class SQILCLI(LightningCLI):
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         callbacks = list(config["trainer"].get("callbacks") or [])
         wants_bar = config["trainer"].get("enable_progress_bar") is not False
-        extra = [GracefulStop()]
+        extra = [GracefulStop(), Throughput()]
         if wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
             extra.append(TQDMProgressBar(refresh_rate=config["progress_bar_refresh_rate"]))
         kwargs["callbacks"] = [*callbacks, *extra]
         if not config["trainer"].get("plugins"):
             kwargs["plugins"] = [AtomicCheckpointIO()]
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        self._add_wandb_logger(trainer, config["wandb"])
+        return trainer
+
+    @staticmethod
+    def _add_wandb_logger(trainer: Trainer, settings: WandbSettings) -> None:
+        # After trainer.logger, which stays first: checkpoints and metrics.csv live in its folder.
+        if not trainer.loggers:
+            return  # --trainer.logger false: the user asked for no logging at all
+        wandb_logger = settings.make_logger(default_name=trainer.loggers[0].name)
+        if wandb_logger is not None:
+            trainer.loggers = [*trainer.loggers, wandb_logger]
 
 
 def find_last_checkpoint(config) -> Path:
@@ -114,6 +127,7 @@ def lightning_main(args: Sequence[str] | None = None, run: bool = True) -> SQILC
             "prog": "python -m sqil_lightning",
             "description": "SQIL on Lightning. Subcommands below; demo files: `python -m sqil_lightning demos --help`.",
         },
+        save_config_callback=LoggedConfig,
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,9 @@ import torch
 # The suite runs on a 2-core machine next to other work: one intra-op thread is fastest for
 # these tiny networks and keeps timings stable.
 torch.set_num_threads(1)
+# Fits on the task configs (wandb.mode auto) log to CSV only; tests/test_wandb_logging.py turns
+# W&B on where it is under test. Subprocess fits inherit this.
+os.environ["WANDB_MODE"] = "disabled"
 
 
 def demo_arrays(

@@ -179,6 +179,18 @@ def test_fit_logs_training_and_evaluation_metrics(fit_run):
     assert all(loss == loss and loss >= 0 for loss in losses)
 
 
+def test_fit_logs_updates_and_env_steps_per_second(fit_run):
+    with open(fit_run["log_dir"] / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("perf/updates_per_s")]
+    assert [int(r["step"]) for r in rows] == [99, 199, 299]  # every log_every_n_steps (Lightning counts from 0)
+    for row in rows:
+        updates, env_steps = float(row["perf/updates_per_s"]), float(row["perf/env_steps_per_s"])
+        assert updates > 0
+        # fast.yaml collects 4 env steps every 4 gradient steps and both rates share one clock; a
+        # window's edge may fall before or after one 4-step rollout (4% of a 100-step window).
+        assert env_steps == pytest.approx(updates, rel=0.045)
+
+
 def test_fit_saves_the_resolved_config_next_to_the_logs(fit_run):
     config = (fit_run["log_dir"] / "config.yaml").read_text()
     assert "max_steps: 300" in config

@@ -10,7 +10,8 @@ import pytest
 import wandb
 
 from sqil_lightning.cli import main
-from sqil_lightning.wandb_logger import SQILWandbLogger, wandb_credentials_found
+from sqil_lightning.errors import ConfigError
+from sqil_lightning.wandb_logger import WandbSettings, wandb_credentials_found
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
@@ -27,15 +28,33 @@ def no_wandb_account(tmp_path, monkeypatch):
     (tmp_path / "home").mkdir()
 
 
-def test_without_credentials_the_logger_goes_offline(no_wandb_account, tmp_path):
+def test_without_credentials_auto_mode_goes_offline(no_wandb_account, tmp_path):
     assert not wandb_credentials_found()
-    logger = SQILWandbLogger(project="p", save_dir=str(tmp_path))
+    assert WandbSettings(mode="auto").resolved_mode() == "offline"
+    logger = WandbSettings(mode="auto", save_dir=str(tmp_path)).make_logger("run")
     assert logger._offline
 
 
-def test_an_api_key_counts_as_credentials(no_wandb_account, monkeypatch):
+def test_an_api_key_makes_auto_mode_online(no_wandb_account, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     assert wandb_credentials_found()
+    assert WandbSettings(mode="auto").resolved_mode() == "online"
+
+
+@pytest.mark.parametrize("env_mode,expected", [("offline", "offline"), ("dryrun", "offline"), ("disabled", "disabled")])
+def test_auto_mode_follows_wandb_mode_from_the_environment(no_wandb_account, monkeypatch, env_mode, expected):
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)  # WANDB_MODE wins over credentials
+    monkeypatch.setenv("WANDB_MODE", env_mode)
+    assert WandbSettings(mode="auto").resolved_mode() == expected
+    assert (WandbSettings(mode="auto").make_logger("run") is None) == (expected == "disabled")
+
+
+def test_an_unknown_mode_names_the_valid_ones(no_wandb_account, monkeypatch):
+    with pytest.raises(ConfigError, match=r"wandb.mode = 'offlin' is invalid; choose one of \['auto', 'online', 'offline', 'disabled'\]"):
+        WandbSettings(mode="offlin")
+    monkeypatch.setenv("WANDB_MODE", "sometimes")
+    with pytest.raises(ConfigError, match="WANDB_MODE = 'sometimes' is invalid"):
+        WandbSettings().resolved_mode()
 
 
 def test_fit_writes_metrics_and_a_video_into_the_offline_run(no_wandb_account, tmp_path, monkeypatch, lunarlander_demo_file):
@@ -44,7 +63,9 @@ def test_fit_writes_metrics_and_a_video_into_the_offline_run(no_wandb_account, t
         "fit",
         "--config", str(REPO / "conf" / "lunarlander.yaml"),
         "--config", str(REPO / "tests" / "conf" / "fast.yaml"),
-        "--config", str(REPO / "conf" / "logging" / "wandb.yaml"),
+        "--wandb.mode", "auto",  # no account: offline by itself
+        "--wandb.save_dir", str(tmp_path / "runs"),
+        "--evaluation.video_every_n_evaluations", "1",
         "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
         "--trainer.default_root_dir", str(tmp_path / "root"),
         "--data.demo_path", str(lunarlander_demo_file),
@@ -56,7 +77,13 @@ def test_fit_writes_metrics_and_a_video_into_the_offline_run(no_wandb_account, t
     assert len(runs) == 1
     # The run file stores metric names as plain strings inside its protobuf records.
     records = next(runs[0].glob("run-*.wandb")).read_bytes()
-    for key in (b"train/loss", b"env_steps", b"eval/greedy/return", b"eval/greedy/success_rate"):
+    metrics = (b"train/loss", b"train/q_demo", b"env_steps", b"eval/greedy/return", b"eval/greedy/success_rate")
+    throughput = (b"perf/updates_per_s", b"perf/env_steps_per_s")
+    for key in metrics + throughput:
+        assert key in records, key
+    # The resolved config is the run's config: keys of sections that are no module's or
+    # datamodule's hyperparameters, and the values given on the command line.
+    for key in (b"video_every_n_evaluations", b"every_n_train_steps", str(lunarlander_demo_file).encode()):
         assert key in records, key
     videos = list((runs[0] / "files" / "media" / "videos").rglob("*.gif"))
     assert videos, "no evaluation video in the offline run"
