@@ -76,31 +76,44 @@ class Evaluation(Callback):
         self.evaluations_done = state_dict["evaluations_done"]
 
     def evaluate(self, trainer: Trainer, pl_module: LightningModule, episodes: int) -> dict[str, EvalResult]:
-        """Evaluate each configured mode for ``episodes`` episodes, logging the means."""
-        env_id, seed = trainer.datamodule.hparams.env_id, trainer.datamodule.hparams.eval_seed
+        """Evaluate each configured mode for ``episodes`` episodes, logging the means.
+
+        With ``data.start_shift`` set, every mode is evaluated twice, on the same seeds: from the
+        env's own starts (S0^demo, ``eval/<how>/…``) and from the shifted ones (S0^train,
+        ``eval_shifted/<how>/…``; result key ``<how>_shifted``).
+        """
+        datamodule = trainer.datamodule
+        env_id, seed = datamodule.hparams.env_id, datamodule.hparams.eval_seed
         self.evaluations_done += 1
         every = self.video_every_n_evaluations
         with_video = every > 0 and self.evaluations_done % every == 0
+        start_sets = [("eval", "", None)]
+        if datamodule.start_shift is not None:
+            start_sets.append(("eval_shifted", "_shifted", datamodule.start_shift))
         results = {}
         for mode in self.modes:
             deterministic = mode == "deterministic"
             policy = pl_module.policy(deterministic=deterministic)
-            result = evaluate_policy(env_id, policy, episodes, seed)
             label = pl_module.deterministic_label if deterministic else mode
-            results[label] = result
-            metrics = {f"eval/{label}/return": result.mean_return, f"eval/{label}/episode_length": result.mean_length}
-            if result.success_rate is not None:
-                metrics[f"eval/{label}/success_rate"] = result.success_rate
-            metrics["env_steps"] = float(trainer.datamodule.env_steps)
-            metrics["time/elapsed_s"] = time.perf_counter() - self._fit_start
-            for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=trainer.global_step)
-            key = "success" if result.success_rate is not None else "return"
-            value = result.success_rate if result.success_rate is not None else result.mean_return
-            trainer.progress_bar_metrics[f"{label}_{key}"] = round(value, 3)
+            for prefix, suffix, shift in start_sets:
+                result = evaluate_policy(env_id, policy, episodes, seed, start_shift=shift)
+                results[label + suffix] = result
+                self._log_result(trainer, f"{prefix}/{label}", result, progress_key=label + suffix)
             if with_video:
                 self._log_video(trainer, policy, label, env_id, seed)
         return results
+
+    def _log_result(self, trainer: Trainer, prefix: str, result: EvalResult, progress_key: str) -> None:
+        metrics = {f"{prefix}/return": result.mean_return, f"{prefix}/episode_length": result.mean_length}
+        if result.success_rate is not None:
+            metrics[f"{prefix}/success_rate"] = result.success_rate
+        metrics["env_steps"] = float(trainer.datamodule.env_steps)
+        metrics["time/elapsed_s"] = time.perf_counter() - self._fit_start
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        key = "success" if result.success_rate is not None else "return"
+        value = result.success_rate if result.success_rate is not None else result.mean_return
+        trainer.progress_bar_metrics[f"{progress_key}_{key}"] = round(value, 3)
 
     @staticmethod
     def _log_video(trainer: Trainer, policy, label: str, env_id: str, seed: int) -> None:

@@ -24,6 +24,8 @@ from sqil_lightning.errors import ConfigError, TrainingDivergedError, TrainingSt
 from sqil_lightning.experts import EXPERTS, generate_expert_demos, record_checkpoint_demos
 from sqil_lightning.minari_demos import load_minari_demos
 from sqil_lightning.plots import plot_metrics
+from sqil_lightning.study import StudySpec, run_study
+from sqil_lightning.study_report import write_report
 from sqil_lightning.wandb_logger import WandbSettings
 
 
@@ -125,7 +127,8 @@ def lightning_main(args: Sequence[str] | None = None, run: bool = True) -> SQILC
             # Raise instead of printing usage and exiting, so `main` can say which key is wrong in one line.
             "exit_on_error": False,
             "prog": "python -m sqil_lightning",
-            "description": "SQIL on Lightning. Subcommands below; demo files: `python -m sqil_lightning demos --help`.",
+            "description": "SQIL on Lightning. Subcommands below; demo files: `python -m sqil_lightning demos --help`; "
+            "studies (methods x start states x seeds): `python -m sqil_lightning study --help`.",
         },
         save_config_callback=LoggedConfig,
         save_config_kwargs={"overwrite": True},
@@ -189,6 +192,21 @@ def plot_main(args: Sequence[str]) -> None:
     print(f"wrote {plot_metrics(ns.run, ns.out)}")
 
 
+def study_main(args: Sequence[str]) -> None:
+    """`python -m sqil_lightning study --config STUDY.yaml`: run a study, then write its report."""
+    parser = argparse.ArgumentParser(prog="python -m sqil_lightning study", description=study_main.__doc__)
+    parser.add_argument("--config", required=True, help="a study config, e.g. conf/studies/lunarlander.yaml")
+    parser.add_argument("--report-only", action="store_true", help="write the report from the runs finished so far")
+    parser.add_argument("--parallel", type=_positive_int, help="fits at a time (default: the study config's)")
+    ns = parser.parse_args(list(args))
+    spec = StudySpec.load(ns.config)
+    if ns.parallel:
+        spec.parallel = ns.parallel
+    if not ns.report_only:
+        run_study(spec)
+    print(f"wrote {write_report(spec)}")
+
+
 def _print_demo_summary(demos: DemoSet) -> None:
     returns = demos.episode_returns()
     print(f"  metadata:     {demos.metadata}")
@@ -246,6 +264,8 @@ def main(args: Sequence[str] | None = None) -> None:
             demos_main(argv[1:])
         elif argv and argv[0] == "plot":
             plot_main(argv[1:])
+        elif argv and argv[0] == "study":
+            study_main(argv[1:])
         else:
             # None lets LightningCLI read sys.argv itself (it warns when given both).
             lightning_main(None if args is None else argv)

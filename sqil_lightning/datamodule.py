@@ -37,6 +37,7 @@ from sqil_lightning.experts import (
 from sqil_lightning.minari_demos import load_minari_demos
 from sqil_lightning.replay_snapshot import RunPosition, load_snapshot, save_snapshot, set_rng_states, snapshot_dir
 from sqil_lightning.resumable_episode import ResumableEpisode
+from sqil_lightning.start_states import build_start_shift
 from sqil_lightning.replay import (
     REWARD_SOURCES,
     BalancedBatches,
@@ -49,6 +50,9 @@ from sqil_lightning.replay import (
 )
 
 log = logging.getLogger(__name__)
+
+# Who acts in the agent's rollouts: the learner's sampling policy, or uniformly random actions.
+ROLLOUT_POLICIES = ("learner", "uniform")
 
 
 class SQILDataModule(LightningDataModule):
@@ -80,6 +84,12 @@ class SQILDataModule(LightningDataModule):
         eval_seed: evaluation episode i starts from ``reset(seed=eval_seed + i)``, apart from the
             demo seeds, so the agent is tested on start states the demos never began at.
         eval_episodes: episodes that the `validate` and `test` subcommands play.
+        start_shift: shifted start states for the agent's own episodes (the paper's S0^train):
+            ``{class_path: …, init_args: {…}}`` naming a shift (`sqil_lightning.start_states`);
+            ``null`` keeps the env's own starts (S0^demo). Demos always start from S0^demo;
+            evaluation then reports both.
+        rollout_policy: who acts in the agent's rollouts: ``learner`` (Algorithm 1 line 6) or
+            ``uniform`` (uniformly random actions: the paper's π = Unif ablation, sec. 5.5).
     """
 
     def __init__(
@@ -103,9 +113,14 @@ class SQILDataModule(LightningDataModule):
         seed: int = 0,
         eval_seed: int = 1_000_000,
         eval_episodes: int = 100,
+        start_shift: dict[str, Any] | None = None,
+        rollout_policy: str = "learner",
     ) -> None:
         super().__init__()
         self.spaces = env_spaces(env_id)
+        self.start_shift = build_start_shift(start_shift)
+        if rollout_policy not in ROLLOUT_POLICIES:
+            raise ConfigError(f"data.rollout_policy = {rollout_policy!r} is invalid; choose one of {list(ROLLOUT_POLICIES)}")
         if not 0.0 < demo_fraction < 1.0:
             raise ConfigError(f"data.demo_fraction = {demo_fraction} is invalid; it must lie in (0, 1)")
         for name, value in (
@@ -278,7 +293,9 @@ class SQILDataModule(LightningDataModule):
             # seed_everything gave every rank the same RNG state, so every rank would draw the same
             # replay indices and exploration noise. The weights are already synced by DDP here.
             torch.manual_seed(torch.initial_seed() + self.trainer.global_rank)
-        self.start_collector(module.policy(deterministic=False), module.device)
+        # None makes TorchRL's collector act uniformly at random from the env's action spec.
+        policy = module.policy(deterministic=False) if self.hparams.rollout_policy == "learner" else None
+        self.start_collector(policy, module.device)
         # Fill the online partition up to `initial_frames` (a resumed run's restored replay
         # usually holds that many already).
         while len(self._batches.online) < self.hparams.initial_frames:
@@ -290,14 +307,14 @@ class SQILDataModule(LightningDataModule):
             self._restored_rng = None
         return self._batches
 
-    def start_collector(self, policy: TensorDictModuleBase, policy_device: torch.device | str) -> None:
-        """(Re)build the TorchRL collector that `collect` steps, acting with ``policy``."""
+    def start_collector(self, policy: TensorDictModuleBase | None, policy_device: torch.device | str) -> None:
+        """(Re)build the TorchRL collector that `collect` steps, acting with ``policy`` (None: uniformly random)."""
         if self._collector is not None:
             self._collector.shutdown()
         # Under DDP each rank explores from its own env seed into its own online partition.
         rank = self.trainer.global_rank if self.trainer is not None else 0
         env_id = self.hparams.env_id
-        self._episode = ResumableEpisode(make_gym_env(env_id))
+        self._episode = ResumableEpisode(make_gym_env(env_id, start_shift=self.start_shift))
         seed = self.hparams.seed + rank
         if self._restored_episode is not None:
             # Continue the episode the checkpoint interrupted; its saved RNG state replaces the seed.

@@ -17,6 +17,7 @@ from torchrl.envs.libs.gym import default_info_dict_reader
 
 from sqil_lightning.demos import EnvSpaces
 from sqil_lightning.errors import UserInputError
+from sqil_lightning.start_states import ShiftedStarts, StartShift
 
 
 class EnvIdError(UserInputError):
@@ -65,8 +66,9 @@ def has_success(env_id: str) -> bool:
     return _success_wrapper(env_id) is not None
 
 
-def make_gym_env(env_id: str, **kwargs) -> gym.Env:
-    """`gymnasium.make` with a clear error for an unknown id and the task's success wrapper."""
+def make_gym_env(env_id: str, start_shift: StartShift | None = None, **kwargs) -> gym.Env:
+    """`gymnasium.make` with a clear error for an unknown id, the task's success wrapper and, with
+    ``start_shift``, shifted start states (`sqil_lightning.start_states`)."""
     try:
         env = gym.make(env_id, **kwargs)
     except gym.error.Error as err:
@@ -77,17 +79,25 @@ def make_gym_env(env_id: str, **kwargs) -> gym.Env:
             f"unknown env id {env_id!r} ({err}); valid ids include {suggestions} (any of the {len(known)} "
             "registered gymnasium ids works)"
         ) from None
+    if start_shift is not None:
+        env = ShiftedStarts(env, start_shift)
     wrapper = _success_wrapper(env_id)
     return wrapper(env) if wrapper is not None else env
 
 
-def make_env(env_id: str, seed: int | None = None, device: str = "cpu", gym_env: gym.Env | None = None) -> EnvBase:
+def make_env(
+    env_id: str,
+    seed: int | None = None,
+    device: str = "cpu",
+    gym_env: gym.Env | None = None,
+    start_shift: StartShift | None = None,
+) -> EnvBase:
     """A TorchRL env: float32 observations, integer actions, `success` read from info, `episode_reward` summed.
 
     ``gym_env`` is the gymnasium env to wrap when the caller keeps a handle on it (it must come
-    from `make_gym_env(env_id)`); by default a new one is made.
+    from `make_gym_env(env_id)`); by default a new one is made, with ``start_shift`` if given.
     """
-    gym_env = make_gym_env(env_id) if gym_env is None else gym_env
+    gym_env = make_gym_env(env_id, start_shift=start_shift) if gym_env is None else gym_env
     base = GymWrapper(gym_env, categorical_action_encoding=True, device=device)
     if has_success(env_id):
         base.set_info_dict_reader(default_info_dict_reader(["success"]))

@@ -11,6 +11,7 @@ from tensordict.nn import TensorDictModuleBase
 from torchrl.envs import EnvBase
 
 from sqil_lightning.envs import make_env
+from sqil_lightning.start_states import StartShift
 
 
 @dataclass
@@ -69,14 +70,20 @@ def run_episode(env: EnvBase, policy: TensorDictModuleBase, seed: int, max_steps
 
 
 def evaluate_policy(
-    env_id: str, policy: TensorDictModuleBase, episodes: int, seed: int, max_steps: int = 100_000
+    env_id: str,
+    policy: TensorDictModuleBase,
+    episodes: int,
+    seed: int,
+    max_steps: int = 100_000,
+    start_shift: StartShift | None = None,
 ) -> EvalResult:
-    """Run ``episodes`` episodes; episode i starts from ``reset(seed=seed + i)``.
+    """Run ``episodes`` episodes; episode i starts from ``reset(seed=seed + i)`` (moved by
+    ``start_shift`` when given).
 
     Seeding each reset makes the start states identical for every policy evaluated with the same
     ``seed``, so an agent and the expert are compared on the same episodes.
     """
-    env = make_env(env_id)
+    env = make_env(env_id, start_shift=start_shift)
     outcomes = [run_episode(env, policy, seed + i, max_steps) for i in range(episodes)]
     env.close()
     return EvalResult(

@@ -75,18 +75,29 @@ class SoftQSQIL(OffPolicyLearner):
         return boltzmann_policy(self.q_network, self.hparams.temperature, greedy=deterministic)
 
     def training_step(self, batch: TensorDictBase, batch_idx: int) -> torch.Tensor:
+        q_values, q_taken, squared_error = self.soft_bellman_errors(batch)
+        loss = sqil_loss(squared_error, batch["is_demo"], self.hparams.lambda_samp)
+        self.loss_terms = {"soft_bellman": loss.detach()}
+        if self._logging_step():
+            self._log_q_statistics(loss, q_taken.detach(), batch["is_demo"])
+        return loss
+
+    def soft_bellman_errors(
+        self, batch: TensorDictBase, reward: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Q(s, ·), Q(s, a) and the squared soft Bellman error (Eq. 16) of every row.
+
+        ``reward`` replaces the batch's ``("next", "reward")`` (GAIL's learned reward).
+        """
         hp = self.hparams
         q_values = self.q_network(batch["observation"])
         q_taken = q_values.gather(-1, batch["action"].unsqueeze(-1))
+        reward = batch["next", "reward"] if reward is None else reward
         with torch.no_grad():
             next_value = soft_value(self.target_network(batch["next", "observation"]), hp.temperature)
-            target = soft_bellman_target(batch["next", "reward"], next_value, batch["next", "terminated"], hp.gamma)
+            target = soft_bellman_target(reward, next_value, batch["next", "terminated"], hp.gamma)
         squared_error = (q_taken - target).pow(2).squeeze(-1)
-        loss = sqil_loss(squared_error, batch["is_demo"], hp.lambda_samp)
-        self.loss_terms = {"soft_bellman": loss.detach()}
-        if self._logging_step():
-            self._log_q_statistics(loss, q_taken.detach().squeeze(-1), batch["is_demo"])
-        return loss
+        return q_values, q_taken.squeeze(-1), squared_error
 
     def on_train_start(self) -> None:
         # Parameter lists for the Polyak update, built once the module sits on its device:
@@ -98,8 +109,12 @@ class SoftQSQIL(OffPolicyLearner):
         with torch.no_grad():
             torch._foreach_lerp_(*self._polyak_pairs, self.hparams.target_tau)
 
+    def trained_parameters(self) -> list[torch.nn.Parameter]:
+        """What the optimiser trains (subclasses with more networks add theirs)."""
+        return list(self.q_network.parameters())
+
     def configure_optimizers(self) -> dict:
-        optimizer = torch.optim.Adam(self.q_network.parameters(), lr=self.hparams.lr)
+        optimizer = torch.optim.Adam(self.trained_parameters(), lr=self.hparams.lr)
         # The decay needs a known horizon; with `max_steps: -1` (run until stopped) the rate stays.
         horizon = self.trainer.max_steps
         end_factor = self.hparams.final_lr_fraction if horizon > 0 else 1.0

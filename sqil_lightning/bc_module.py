@@ -1,0 +1,68 @@
+"""Behavioural cloning, the supervised baseline of the paper's experiments (sec. 5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule
+
+from sqil_lightning.errors import ConfigError
+from sqil_lightning.learner import OffPolicyLearner, check_hyperparameter
+from sqil_lightning.networks import mlp
+from sqil_lightning.policies import boltzmann_policy
+
+
+class BehaviouralCloning(OffPolicyLearner):
+    """A policy network fitted to the demo actions by cross-entropy (discrete actions).
+
+    It trains on the demo rows of the same balanced batches as SQIL (the datamodule's pinned demo
+    partition) and ignores the agent's rows, so BC and SQIL see the same demos through the same
+    pipeline; the rollouts the trainer still collects never reach the loss. The network's outputs
+    are logits: the sampling policy is π ∝ exp(logits), the deterministic one their argmax.
+
+    Args:
+        observation_shape: shape of one observation (linked from the datamodule's env).
+        action_space: ``{"n": N}`` (linked from the datamodule).
+        hidden_sizes: hidden layers of the policy network (paper A.2: 128x128 for LunarLander).
+        lr: Adam learning rate.
+        gamma: unused by cloning; every learner's ``gamma`` is linked into ``data.gamma`` (the demo
+            relabelling that the shared datamodule does), so BC takes one too.
+    """
+
+    deterministic_label = "greedy"
+
+    def __init__(
+        self,
+        observation_shape: tuple[int, ...],
+        action_space: dict[str, Any],
+        hidden_sizes: tuple[int, ...] = (128, 128),
+        lr: float = 1e-3,
+        gamma: float = 0.97,
+    ) -> None:
+        super().__init__()
+        num_actions = action_space.get("n")
+        if num_actions is None:
+            raise ConfigError("model sqil_lightning.BehaviouralCloning needs discrete actions and data.env_id has continuous ones")
+        check_hyperparameter("lr", lr, 0.0, low_inclusive=False)
+        self.save_hyperparameters()
+        self.policy_network = mlp(int(torch.Size(observation_shape).numel()), num_actions, list(hidden_sizes))
+
+    def policy(self, deterministic: bool) -> TensorDictModule:
+        return boltzmann_policy(self.policy_network, temperature=1.0, greedy=deterministic)
+
+    def training_step(self, batch: TensorDictBase, batch_idx: int) -> torch.Tensor:
+        demos = batch[batch["is_demo"]]
+        loss = F.cross_entropy(self.policy_network(demos["observation"]), demos["action"])
+        self.loss_terms = {"cross_entropy": loss.detach()}
+        if self._logging_step():
+            self.log("train/loss", loss.detach())
+        return loss
+
+    def update_target(self) -> None:
+        """BC has no target network."""
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.policy_network.parameters(), lr=self.hparams.lr)

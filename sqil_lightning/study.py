@@ -1,0 +1,224 @@
+"""Studies: methods × start-state settings × seeds of `fit` runs, resumable, summarised as tables
+and learning curves (the paper's Tables 1 and 3 and Figures 1 and 3, for any task).
+
+A study config (see conf/studies/lunarlander.yaml) names base configs, the settings every run
+shares, the start-state settings, the methods (each a set of config overrides, optionally limited
+to some start settings) and the seeds. Every run is a `python -m sqil_lightning fit` subprocess in
+``<out_dir>/<method>/<start>/seed<S>/``; a run with a ``result.json`` is finished and skipped, a run
+with a ``last.ckpt`` continues with ``--ckpt_path last``, so a stopped study resumes where it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from tqdm.auto import tqdm
+
+from sqil_lightning.errors import ConfigError
+
+# The W&B runs of a study's many fits would bury a dashboard; a study config may turn them back on.
+STUDY_DEFAULTS = {"wandb.mode": "disabled", "trainer.enable_progress_bar": False}
+
+
+@dataclass
+class Method:
+    name: str
+    overrides: dict[str, Any]
+    start_settings: list[str] | None  # None: every start setting of the study
+
+
+@dataclass
+class StudySpec:
+    """A parsed study config (see the module docstring)."""
+
+    path: Path
+    out_dir: Path
+    configs: list[str]
+    common: dict[str, Any]
+    start_settings: dict[str, dict[str, Any]]
+    methods: list[Method]
+    seeds: list[int]
+    parallel: int = 2
+    result_key: dict[str, str] = field(default_factory=dict)  # start setting -> result.json key
+    expert: str | None = None  # a built-in expert whose row the report adds
+    demo_path: Path | None = None  # the demos, for the report's coverage plot
+    eval_episodes: int = 100  # the runs' final evaluation episodes and seed, for the expert's row
+    eval_seed: int = 1_000_000
+
+    @classmethod
+    def load(cls, path: str | Path) -> StudySpec:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"study config {path} does not exist (e.g. conf/studies/lunarlander.yaml)")
+        raw = yaml.safe_load(path.read_text()) or {}
+        required = ("out_dir", "configs", "start_settings", "methods", "seeds")
+        missing = [key for key in required if key not in raw]
+        if missing:
+            raise ConfigError(f"study config {path} lacks {', '.join(missing)}; it needs {', '.join(required)}")
+        starts = {name: dict(setting.get("overrides") or {}) for name, setting in raw["start_settings"].items()}
+        result_key = {name: setting.get("result_key", "greedy") for name, setting in raw["start_settings"].items()}
+        methods = []
+        for name, method in raw["methods"].items():
+            method = method or {}
+            only = method.get("start_settings")
+            unknown = [s for s in only or [] if s not in starts]
+            if unknown:
+                raise ConfigError(f"study config {path}: methods.{name}.start_settings names {unknown}; known: {list(starts)}")
+            methods.append(Method(name, dict(method.get("overrides") or {}), only))
+        return cls(
+            path=path,
+            out_dir=Path(raw["out_dir"]),
+            configs=list(raw["configs"]),
+            common={**STUDY_DEFAULTS, **(raw.get("common") or {})},
+            start_settings=starts,
+            methods=methods,
+            seeds=[int(s) for s in raw["seeds"]],
+            parallel=int(raw.get("parallel", 2)),
+            result_key=result_key,
+            expert=raw.get("expert"),
+            demo_path=Path(raw["demo_path"]) if raw.get("demo_path") else None,
+            eval_episodes=int(raw.get("eval_episodes", 100)),
+            eval_seed=int(raw.get("eval_seed", 1_000_000)),
+        )
+
+    def runs(self) -> list[StudyRun]:
+        """Every run, seed-major: a half-finished study has every method at its first seeds."""
+        return [
+            StudyRun(self, method, start, seed)
+            for seed in self.seeds
+            for method in self.methods
+            for start in self.start_settings
+            if method.start_settings is None or start in method.start_settings
+        ]
+
+
+@dataclass
+class StudyRun:
+    spec: StudySpec
+    method: Method
+    start: str
+    seed: int
+
+    @property
+    def folder(self) -> Path:
+        return self.spec.out_dir / self.method.name / self.start / f"seed{self.seed}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.folder / "logs" / "run"  # the CSV logger's folder (fixed name and version)
+
+    @property
+    def result_path(self) -> Path:
+        return self.log_dir / "result.json"
+
+    def command(self) -> list[str]:
+        overrides = {
+            **self.spec.common,
+            **self.spec.start_settings[self.start],
+            **self.method.overrides,
+            "seed_everything": self.seed,
+            "data.seed": self.seed,
+            "trainer.default_root_dir": str(self.folder),
+            "trainer.logger.init_args.save_dir": str(self.folder),
+            "trainer.logger.init_args.name": "logs",
+            "trainer.logger.init_args.version": "run",
+        }
+        command = [sys.executable, "-m", "sqil_lightning", "fit"]
+        for config in self.spec.configs:
+            command += ["--config", config]
+        for key, value in overrides.items():
+            command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+        if (self.log_dir / "checkpoints" / "last.ckpt").exists():
+            command += ["--ckpt_path", "last"]  # continue a run the study was stopped in
+        return command
+
+    def execute(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        with (self.folder / "fit.log").open("a") as log:
+            status = subprocess.run(self.command(), stdout=log, stderr=subprocess.STDOUT).returncode
+        if status != 0:
+            raise RuntimeError(f"run {self.folder} failed with status {status}; see {self.folder / 'fit.log'}")
+        seconds = time.perf_counter() - start
+        timing = self.folder / "wall_clock.json"
+        previous = json.loads(timing.read_text())["seconds"] if timing.exists() else 0.0
+        timing.write_text(json.dumps({"seconds": previous + seconds}))
+
+    def score(self) -> float | None:
+        """The final evaluation's success rate (or mean return) on this start setting, if finished."""
+        if not self.result_path.exists():
+            return None
+        result = json.loads(self.result_path.read_text())[self.spec.result_key[self.start]]
+        return result["success_rate"] if result.get("success_rate") is not None else result["mean_return"]
+
+    def curve(self) -> list[tuple[float, float]]:
+        """(env steps, periodic evaluation success rate or return) on this run's start setting."""
+        metrics = self.log_dir / "metrics.csv"
+        if not metrics.exists():
+            return []
+        prefix = "eval_shifted" if self.spec.result_key[self.start].endswith("_shifted") else "eval"
+        label = self.spec.result_key[self.start].removesuffix("_shifted")
+        points = []
+        with metrics.open() as f:
+            for row in csv.DictReader(f):
+                value = row.get(f"{prefix}/{label}/success_rate") or row.get(f"{prefix}/{label}/return")
+                if value:
+                    points.append((float(row["env_steps"]), float(value)))
+        return points
+
+
+def run_study(spec: StudySpec) -> None:
+    """Run every unfinished run, ``spec.parallel`` at a time, with a progress bar over runs."""
+    pending = [run for run in spec.runs() if not run.result_path.exists()]
+    total = len(spec.runs())
+    print(f"study {spec.path}: {total - len(pending)} of {total} runs finished, {len(pending)} to go -> {spec.out_dir}", flush=True)
+    with tqdm(total=total, initial=total - len(pending), desc="study runs", unit="run") as bar, ThreadPoolExecutor(spec.parallel) as pool:
+        for run in pool.map(_execute_and_report, pending):
+            bar.write(f"finished {run.method.name} / {run.start} / seed {run.seed}: {run.score()}")
+            bar.update()
+
+
+def _execute_and_report(run: StudyRun) -> StudyRun:
+    run.execute()
+    return run
+
+
+def mean_and_standard_error(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (sample standard deviation / sqrt(n); 0 for one value)."""
+    array = np.asarray(values, dtype=float)
+    if array.size < 2:
+        return float(array.mean()), 0.0
+    return float(array.mean()), float(array.std(ddof=1) / math.sqrt(array.size))
+
+
+def study_table(spec: StudySpec) -> str:
+    """Markdown table: one row per method, one column per start setting, mean ± s.e. over seeds."""
+    runs = spec.runs()
+    header = "| method | " + " | ".join(spec.start_settings) + " |"
+    lines = [header, "|" + " --- |" * (len(spec.start_settings) + 1)]
+    for method in spec.methods:
+        cells = []
+        for start in spec.start_settings:
+            scores = [r.score() for r in runs if r.method is method and r.start == start]
+            done = [s for s in scores if s is not None]
+            if not scores:
+                cells.append("—")
+            elif not done:
+                cells.append(f"(0/{len(scores)} seeds)")
+            else:
+                mean, error = mean_and_standard_error(done)
+                partial = "" if len(done) == len(scores) else f" ({len(done)}/{len(scores)} seeds)"
+                cells.append(f"{mean:.2f} ± {error:.2f}{partial}")
+        lines.append(f"| {method.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

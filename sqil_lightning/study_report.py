@@ -1,0 +1,105 @@
+"""A study's report: the table with the expert's row, learning curves and the demo-coverage plot."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from sqil_lightning.demos import DemoSet  # noqa: E402
+from sqil_lightning.evaluation import evaluate_policy  # noqa: E402
+from sqil_lightning.experts import EXPERTS  # noqa: E402
+from sqil_lightning.envs import make_gym_env  # noqa: E402
+from sqil_lightning.start_states import build_start_shift  # noqa: E402
+from sqil_lightning.study import StudySpec, mean_and_standard_error, study_table  # noqa: E402
+
+START_SHIFT_KEY = "data.start_shift"
+
+
+def expert_scores(spec: StudySpec, expert: str, episodes: int, eval_seed: int) -> dict[str, tuple[float, float]]:
+    """The built-in expert's success rate (± s.e. over episodes) from each start setting, on the
+    runs' evaluation seeds; cached in ``<out_dir>/expert.json``."""
+    cache = spec.out_dir / "expert.json"
+    if cache.exists():
+        return {k: tuple(v) for k, v in json.loads(cache.read_text()).items()}
+    scores = {}
+    for name, overrides in spec.start_settings.items():
+        shift = build_start_shift(overrides.get(START_SHIFT_KEY))
+        result = evaluate_policy(EXPERTS[expert].env_id, EXPERTS[expert](), episodes, eval_seed, start_shift=shift)
+        rate = result.success_rate
+        scores[name] = (rate, math.sqrt(rate * (1 - rate) / episodes))
+    spec.out_dir.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(scores))
+    return scores
+
+
+def plot_curves(spec: StudySpec, out: Path) -> Path:
+    """One panel per start setting: mean ± s.e. over seeds of each method's periodic evaluations."""
+    runs = spec.runs()
+    fig, axes = plt.subplots(1, len(spec.start_settings), figsize=(5.5 * len(spec.start_settings), 4), squeeze=False)
+    for ax, start in zip(axes.flat, spec.start_settings):
+        for method in spec.methods:
+            curves = [r.curve() for r in runs if r.method is method and r.start == start]
+            curves = [c for c in curves if c]
+            if not curves:
+                continue
+            length = min(len(c) for c in curves)  # seeds still running have fewer points
+            steps = np.array([p[0] for p in curves[0][:length]])
+            stats = [mean_and_standard_error([c[i][1] for c in curves]) for i in range(length)]
+            mean, error = np.array(stats).T
+            ax.plot(steps, mean, marker="o", markersize=3, label=f"{method.name} ({len(curves)} seeds)")
+            ax.fill_between(steps, mean - error, mean + error, alpha=0.2)
+        ax.set_title(f"start states: {start}")
+        ax.set_xlabel("env steps (agent's own interaction)")
+        ax.set_ylabel("success rate (periodic evaluation)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def plot_coverage(spec: StudySpec, demo_path: Path, env_id: str, episodes: int, eval_seed: int, out: Path) -> Path:
+    """Demo states (x, y) against the start positions of each start setting on the evaluation seeds."""
+    demos = DemoSet.load(demo_path)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter(demos.observations[:, 0], demos.observations[:, 1], s=1, alpha=0.15, color="grey", label="demo states")
+    for name, overrides in spec.start_settings.items():
+        env = make_gym_env(env_id, start_shift=build_start_shift(overrides.get(START_SHIFT_KEY)))
+        starts = np.stack([env.reset(seed=eval_seed + i)[0] for i in range(episodes)])
+        env.close()
+        ax.scatter(starts[:, 0], starts[:, 1], s=12, label=f"starts: {name}")
+    ax.set_xlabel("x (normalised; flags at ±0.2)")
+    ax.set_ylabel("y (normalised)")
+    ax.set_title(f"{env_id}: demo state coverage vs start states")
+    ax.legend(fontsize=8, markerscale=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def write_report(spec: StudySpec) -> Path:
+    """``<out_dir>/results.md`` (table + expert row), ``curves.png`` and, with demos, ``coverage.png``."""
+    spec.out_dir.mkdir(parents=True, exist_ok=True)
+    expert, demo_path, episodes, eval_seed = spec.expert, spec.demo_path, spec.eval_episodes, spec.eval_seed
+    table = study_table(spec)
+    if expert is not None:
+        scores = expert_scores(spec, expert, episodes, eval_seed)
+        table += "\n| expert | " + " | ".join(f"{m:.2f} ± {e:.2f}" for m, e in scores.values()) + " |"
+    parts = [f"# Study {spec.path}", "", table, "", "![learning curves](curves.png)"]
+    plot_curves(spec, spec.out_dir / "curves.png")
+    if demo_path is not None and demo_path.exists() and expert is not None:
+        plot_coverage(spec, demo_path, EXPERTS[expert].env_id, episodes, eval_seed, spec.out_dir / "coverage.png")
+        parts.append("![demo coverage](coverage.png)")
+    report = spec.out_dir / "results.md"
+    report.write_text("\n".join(parts) + "\n")
+    return report
