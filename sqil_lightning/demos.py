@@ -23,6 +23,7 @@ Every episode's rows are contiguous and its last row is terminated or truncated.
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,7 +114,8 @@ class DemoSet:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         metadata = {**self.metadata, "format_version": FORMAT_VERSION}
-        tmp = path.with_name(path.name + ".tmp.npz")
+        # A per-process name: parallel runs (a study) may write the same missing demo file at once.
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
         np.savez_compressed(
             tmp, **{k: getattr(self, k) for k in ARRAY_KEYS}, metadata=np.array(json.dumps(metadata))
         )
