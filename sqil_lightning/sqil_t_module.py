@@ -17,7 +17,8 @@ class SoftQSQILT(SoftQSQIL):
     """ℓ = bc_weight · α Σ_demo −(Q(s,a) − V(s)) + B(D_demo, 0) + λ_samp · B(D_samp, 0).
 
     −(Q(s,a) − V(s)) / α is the negative log-likelihood of the demo action under the Boltzmann
-    policy, so the first term is behavioural cloning through the Q-network; the Bellman terms give
+    policy, so the first term (α² times that, as in Eq. 11's form in A.1) is behavioural cloning
+    through the Q-network; the Bellman terms give
     every row reward 0, demos included: configs set ``data.demo_reward: 0`` for this learner (see
     conf/studies/lunarlander.yaml). Sums become means over each partition, as in `sqil_loss`.
 
@@ -46,8 +47,8 @@ class SoftQSQILT(SoftQSQIL):
         is_demo = batch["is_demo"]
         q_values, q_taken, squared_error = self.soft_bellman_errors(batch)
         bellman = sqil_loss(squared_error, is_demo, hp.lambda_samp)
-        log_likelihood = q_taken - soft_value(q_values, hp.temperature).squeeze(-1)  # α·log π(a|s)
-        cloning = -log_likelihood[is_demo].mean()
+        advantage = q_taken - soft_value(q_values, hp.temperature).squeeze(-1)  # Q − V = α·log π(a|s)
+        cloning = -hp.temperature * advantage[is_demo].mean()
         loss = hp.bc_weight * cloning + bellman
         self.loss_terms = {"cloning": cloning.detach(), "soft_bellman": bellman.detach()}
         if self._logging_step():

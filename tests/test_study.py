@@ -1,0 +1,106 @@
+"""The study command on a tiny budget: it runs methods x start settings x seeds, writes the table and
+plots, and a second call repeats no finished run but continues a half-finished one."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sqil_lightning.cli import main
+from sqil_lightning.errors import ConfigError
+from sqil_lightning.study import StudySpec, mean_and_standard_error
+
+REPO = Path(__file__).resolve().parents[1]
+SHIFT = {"class_path": "sqil_lightning.start_states.LunarLanderOffset", "init_args": {"x_offset": [0.5, 0.6], "tilt": 0.1}}
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory, lunarlander_demo_file):
+    tmp_path = tmp_path_factory.mktemp("study")
+    config = {
+        "out_dir": str(tmp_path / "out"),
+        "configs": [str(REPO / "conf" / "lunarlander.yaml"), str(REPO / "tests" / "conf" / "fast.yaml")],
+        "seeds": [0, 1],
+        "parallel": 2,
+        "expert": "lunarlander_scripted",
+        "demo_path": str(lunarlander_demo_file),
+        "eval_episodes": 2,
+        "eval_seed": 1000000,
+        "common": {"data.demo_path": str(lunarlander_demo_file), "trainer.max_steps": 120, "data.initial_frames": 100},
+        "start_settings": {
+            "s0_demo": {"result_key": "greedy"},
+            "s0_train": {"result_key": "greedy_shifted", "overrides": {"data.start_shift": SHIFT}},
+        },
+        "methods": {
+            "sqil": {"start_settings": ["s0_train"]},
+            "bc": {"overrides": {"model.class_path": "sqil_lightning.BehaviouralCloning"}, "start_settings": ["s0_demo"]},
+        },
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        main(["study", "--config", str(path)])
+    return {"path": path, "spec": StudySpec.load(path), "stdout": out.getvalue()}
+
+
+def _run_folders(spec: StudySpec) -> list[Path]:
+    return [run.folder for run in spec.runs()]
+
+
+def test_study_runs_each_method_on_its_start_settings_and_seeds(tiny_study):
+    spec = tiny_study["spec"]
+    assert [(r.method.name, r.start, r.seed) for r in spec.runs()] == [
+        ("sqil", "s0_train", 0), ("bc", "s0_demo", 0), ("sqil", "s0_train", 1), ("bc", "s0_demo", 1),
+    ]  # fmt: skip
+    for run in spec.runs():
+        result = json.loads(run.result_path.read_text())
+        assert result["global_step"] == 120
+        assert ("greedy_shifted" in result) == (run.start == "s0_train")
+        config = (run.log_dir / "config.yaml").read_text()
+        assert f"seed_everything: {run.seed}" in config
+    assert "BehaviouralCloning" in (spec.runs()[1].log_dir / "config.yaml").read_text()
+
+
+def test_study_writes_a_table_with_the_expert_row_and_plots(tiny_study):
+    spec = tiny_study["spec"]
+    report = (spec.out_dir / "results.md").read_text()
+    lines = report.splitlines()
+    assert "| method | s0_demo | s0_train |" in lines
+    sqil_scores = [run.score() for run in spec.runs() if run.method.name == "sqil"]
+    mean, error = mean_and_standard_error(sqil_scores)
+    assert f"| sqil | — | {mean:.2f} ± {error:.2f} |" in lines
+    assert any(line.startswith("| expert | ") for line in lines)
+    for png in ("curves.png", "coverage.png"):
+        assert (spec.out_dir / png).stat().st_size > 10_000
+    assert f"wrote {spec.out_dir / 'results.md'}" in tiny_study["stdout"]
+
+
+def test_a_second_call_repeats_no_finished_run_and_continues_a_half_finished_one(tiny_study):
+    spec = tiny_study["spec"]
+    logs_before = {folder: (folder / "fit.log").read_text() for folder in _run_folders(spec)}
+    half_finished = spec.runs()[2]
+    half_finished.result_path.unlink()  # as if the study had stopped during its final evaluation
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        main(["study", "--config", str(tiny_study["path"])])
+    assert "3 of 4 runs finished, 1 to go" in out.getvalue()
+    for folder, before in logs_before.items():
+        after = (folder / "fit.log").read_text()
+        if folder == half_finished.folder:
+            assert after.startswith(before) and "Restored all states from the checkpoint" in after[len(before):]
+        else:
+            assert after == before  # not run again
+    assert half_finished.result_path.exists()
+
+
+def test_a_study_config_without_methods_names_what_is_missing(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"out_dir": "x", "configs": [], "seeds": [0], "start_settings": {"a": {}}}))
+    with pytest.raises(ConfigError, match=r"lacks methods; it needs out_dir, configs, start_settings, methods, seeds"):
+        StudySpec.load(path)
