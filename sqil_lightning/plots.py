@@ -13,6 +13,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from sqil_lightning.errors import UserInputError  # noqa: E402
 
+# Evaluation metrics (from the env's own starts, and from shifted starts): plotted against env steps.
+EVALUATION_PREFIXES = ("eval/", "eval_shifted/")
+
 
 class MetricsFileError(UserInputError):
     """The metrics file to plot is missing or holds no known series."""
@@ -42,15 +45,15 @@ def plot_metrics(source: str | Path, out: str | Path | None = None) -> Path:
     path = Path(source)
     csv_path = path / "metrics.csv" if path.is_dir() else path
     series = read_series(csv_path)
-    names = sorted(series, key=lambda k: (not k.startswith(("eval/", "eval_shifted/")), k))
+    names = sorted(series, key=lambda k: (not k.startswith(EVALUATION_PREFIXES), k))
     columns = 3
     rows = -(-len(names) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names):
         xs, ys = zip(*series[name])
-        ax.plot(xs, ys, marker="o" if name.startswith(("eval/", "eval_shifted/")) else None, markersize=3)
+        ax.plot(xs, ys, marker="o" if name.startswith(EVALUATION_PREFIXES) else None, markersize=3)
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("env steps" if name.startswith(("eval/", "eval_shifted/")) else "gradient steps", fontsize=8)
+        ax.set_xlabel("env steps" if name.startswith(EVALUATION_PREFIXES) else "gradient steps", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(4))  # step counts are long numbers
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names):]:
