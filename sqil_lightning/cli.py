@@ -24,7 +24,7 @@ from sqil_lightning.errors import ConfigError, TrainingDivergedError, TrainingSt
 from sqil_lightning.experts import EXPERTS, generate_expert_demos, record_checkpoint_demos
 from sqil_lightning.minari_demos import load_minari_demos
 from sqil_lightning.plots import plot_metrics
-from sqil_lightning.study import StudySpec, run_study
+from sqil_lightning.study import StudyRunFailed, StudySpec, run_study
 from sqil_lightning.study_report import write_report
 from sqil_lightning.wandb_logger import WandbSettings
 
@@ -247,7 +247,7 @@ def _user_facing(exc: BaseException) -> tuple[str, int] | None:
             return f"error: {exc}", 2
         if isinstance(exc, argparse.ArgumentError):
             return f"error: {_parser_error_line(exc)}", 2
-        if isinstance(exc, TrainingDivergedError):
+        if isinstance(exc, (TrainingDivergedError, StudyRunFailed)):
             return f"error: {exc}", 1
         if isinstance(exc, TrainingStopped):
             return str(exc), 130  # the shell's status for a Ctrl+C

@@ -16,16 +16,27 @@ import math
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
-from sqil_lightning.errors import ConfigError
+from sqil_lightning.errors import ConfigError, TrainingStopped
+
+# Exit statuses of a fit stopped by SIGTERM or Ctrl+C after writing its last.ckpt.
+STOPPED_STATUSES = (143, 130)
+RESUME_HINT = "run the same study command again to resume: finished runs are kept, stopped ones continue from their last.ckpt"
+
+
+class StudyRunFailed(RuntimeError):
+    """A fit of the study failed (not stopped): its fit.log says why."""
+
 
 # The W&B runs of a study's many fits would bury a dashboard; a study config may turn them back on.
 STUDY_DEFAULTS = {"wandb.mode": "disabled", "trainer.enable_progress_bar": False}
@@ -143,13 +154,15 @@ class StudyRun:
             command += ["--ckpt_path", "last"]  # continue a run the study was stopped in
         return command
 
-    def execute(self) -> None:
+    def execute(self, children: ChildProcesses) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         with (self.folder / "fit.log").open("a") as log:
-            status = subprocess.run(self.command(), stdout=log, stderr=subprocess.STDOUT).returncode
+            status = children.run(self.command(), log)
+        if status in STOPPED_STATUSES:
+            raise TrainingStopped(f"run {self.folder} was stopped; {RESUME_HINT}")
         if status != 0:
-            raise RuntimeError(f"run {self.folder} failed with status {status}; see {self.folder / 'fit.log'}")
+            raise StudyRunFailed(f"run {self.folder} failed with status {status}; see {self.folder / 'fit.log'}")
         seconds = time.perf_counter() - start
         timing = self.folder / "wall_clock.json"
         previous = json.loads(timing.read_text())["seconds"] if timing.exists() else 0.0
@@ -178,20 +191,67 @@ class StudyRun:
         return points
 
 
+class ChildProcesses:
+    """The study's running `fit` processes, so that stopping the study stops them cleanly.
+
+    SIGTERM or Ctrl+C to the study sends SIGTERM to every fit: each writes its last.ckpt and
+    exits, and the next call of the study continues them (instead of orphans running on).
+    """
+
+    def __init__(self) -> None:
+        self._running: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+        self.stopping = False
+
+    def run(self, command: list[str], log: IO[str]) -> int:
+        with self._lock:
+            if self.stopping:
+                return STOPPED_STATUSES[0]
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            self._running.add(process)
+        try:
+            return process.wait()
+        finally:
+            with self._lock:
+                self._running.discard(process)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            self.stopping = True
+            for process in self._running:
+                process.send_signal(signal.SIGTERM)
+
+
 def run_study(spec: StudySpec) -> None:
     """Run every unfinished run, ``spec.parallel`` at a time, with a progress bar over runs."""
     pending = [run for run in spec.runs() if not run.result_path.exists()]
     total = len(spec.runs())
     print(f"study {spec.path}: {total - len(pending)} of {total} runs finished, {len(pending)} to go -> {spec.out_dir}", flush=True)
-    with tqdm(total=total, initial=total - len(pending), desc="study runs", unit="run") as bar, ThreadPoolExecutor(spec.parallel) as pool:
-        for run in pool.map(_execute_and_report, pending):
-            bar.write(f"finished {run.method.name} / {run.start} / seed {run.seed}: {run.score()}")
-            bar.update()
-
-
-def _execute_and_report(run: StudyRun) -> StudyRun:
-    run.execute()
-    return run
+    children = ChildProcesses()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: children.stop_all())
+    try:
+        with tqdm(total=total, initial=total - len(pending), desc="study runs", unit="run") as bar, ThreadPoolExecutor(spec.parallel) as pool:
+            futures = {pool.submit(run.execute, children): run for run in pending}
+            failures = []
+            try:
+                for future in as_completed(futures):
+                    run = futures[future]
+                    try:
+                        future.result()
+                    except StudyRunFailed as failure:  # the other runs go on; the failure is reported at the end
+                        failures.append(str(failure))
+                        bar.write(f"FAILED {run.method.name} / {run.start} / seed {run.seed}: {failure}")
+                        continue
+                    bar.write(f"finished {run.method.name} / {run.start} / seed {run.seed}: {run.score()}")
+                    bar.update()
+            except (KeyboardInterrupt, TrainingStopped):
+                children.stop_all()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise TrainingStopped(f"study stopped; {RESUME_HINT}") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if failures:
+        raise StudyRunFailed(f"{len(failures)} run(s) failed: " + "; ".join(failures))
 
 
 def mean_and_standard_error(values: list[float]) -> tuple[float, float]:

@@ -6,6 +6,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -104,3 +109,65 @@ def test_a_study_config_without_methods_names_what_is_missing(tmp_path):
     path.write_text(yaml.safe_dump({"out_dir": "x", "configs": [], "seeds": [0], "start_settings": {"a": {}}}))
     with pytest.raises(ConfigError, match=r"lacks methods; it needs out_dir, configs, start_settings, methods, seeds"):
         StudySpec.load(path)
+
+
+def _study_config(tmp_path: Path, demo_file: Path, methods: dict, common: dict) -> Path:
+    config = {
+        "out_dir": str(tmp_path / "out"),
+        "configs": [str(REPO / "conf" / "lunarlander.yaml"), str(REPO / "tests" / "conf" / "fast.yaml")],
+        "seeds": [0],
+        "parallel": 2,
+        "common": {"data.demo_path": str(demo_file), "data.initial_frames": 100, **common},
+        "start_settings": {"s0_demo": {"result_key": "greedy"}},
+        "methods": methods,
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def test_a_failing_run_is_reported_in_one_line_after_the_others_finish(tmp_path, lunarlander_demo_file, capsys):
+    methods = {"broken": {"overrides": {"model.init_args.lr": -1.0}}, "sqil": {}}
+    path = _study_config(tmp_path, lunarlander_demo_file, methods, {"trainer.max_steps": 60})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["study", "--config", str(path)])
+    assert exit_info.value.code == 1
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1
+    assert "1 run(s) failed" in error_lines[0] and "broken" in error_lines[0] and "fit.log" in error_lines[0]
+    spec = StudySpec.load(path)
+    broken, sqil = spec.runs()
+    assert "model.lr = -1.0 is invalid" in (broken.folder / "fit.log").read_text()
+    assert sqil.result_path.exists()  # the healthy run was not held back by the broken one
+
+
+def test_sigterm_to_the_study_stops_its_fits_with_checkpoints_to_resume_from(tmp_path, lunarlander_demo_file):
+    methods = {"a": {}, "b": {}}
+    path = _study_config(tmp_path, lunarlander_demo_file, methods, {"trainer.max_steps": 100000})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    with (tmp_path / "study.out").open("w") as out:
+        # A session of its own, so that whatever happens the test can end the study and its fits.
+        study = subprocess.Popen(
+            [sys.executable, "-m", "sqil_lightning", "study", "--config", str(path)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )  # fmt: skip
+    spec = StudySpec.load(path)
+    try:
+        deadline = time.monotonic() + 180
+        checkpoints = [run.log_dir / "checkpoints" / "last.ckpt" for run in spec.runs()]
+        while not all(c.exists() for c in checkpoints):  # both fits are training
+            assert study.poll() is None, (tmp_path / "study.out").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the study's fits wrote no checkpoint"
+            time.sleep(0.2)
+        study.send_signal(signal.SIGTERM)  # to the study alone: it must stop its fits itself
+        assert study.wait(timeout=120) == 130
+    finally:
+        if study.poll() is None:
+            os.killpg(study.pid, signal.SIGKILL)
+    output = (tmp_path / "study.out").read_text()
+    assert "study stopped; run the same study command again to resume" in output
+    for run in spec.runs():
+        log = (run.folder / "fit.log").read_text()
+        assert "stopped by SIGTERM after step" in log  # each fit saved and exited, none was orphaned
+        assert (run.log_dir / "checkpoints" / "last.ckpt").exists()
+        assert run.command()[-2:] == ["--ckpt_path", "last"]
