@@ -388,13 +388,20 @@ class SQILDataModule(LightningDataModule):
         state.update(replay_root=str(replay_root), replay_step=step)
         return state
 
+    def _replay_root(self, state_dict: dict[str, Any]) -> Path:
+        # Beside the checkpoint being restored, so a moved or renamed run folder still resumes;
+        # the path saved in the checkpoint otherwise.
+        ckpt_path = getattr(self.trainer, "ckpt_path", None) if self.trainer is not None else None
+        beside = Path(ckpt_path).parent / "replay" if ckpt_path else None
+        return beside if beside is not None and beside.is_dir() else Path(state_dict["replay_root"])
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.env_steps = int(state_dict["env_steps"])
         self._recent_returns.extend(state_dict.get("recent_returns", []))
         self._recent_successes.extend(state_dict.get("recent_successes", []))
         if "replay_step" in state_dict:
             rank = self.trainer.global_rank if self.trainer is not None else 0
-            directory = snapshot_dir(Path(state_dict["replay_root"]), state_dict["replay_step"], rank)
+            directory = snapshot_dir(self._replay_root(state_dict), state_dict["replay_step"], rank)
             position = load_snapshot(self._batches.online, directory)
             self._batches.restore_untrained(position.untrained)
             self._restored_episode = position.episode

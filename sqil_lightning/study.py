@@ -126,11 +126,22 @@ class StudyRun:
         return self.spec.out_dir / self.method.name / self.start / f"seed{self.seed}"
 
     @property
+    def log_dirs(self) -> list[Path]:
+        """The CSV logger's folders, one per (re)start of the fit, oldest first.
+
+        A resumed fit logs into a new ``version_N``: reusing a folder would overwrite its metrics.
+        """
+        versions = (self.folder / "logs").glob("version_*")
+        return sorted(versions, key=lambda path: int(path.name.removeprefix("version_")))
+
+    @property
     def log_dir(self) -> Path:
-        return self.folder / "logs" / "run"  # the CSV logger's folder (fixed name and version)
+        """The newest log folder (``version_0`` before the first start)."""
+        return self.log_dirs[-1] if self.log_dirs else self.folder / "logs" / "version_0"
 
     @property
     def result_path(self) -> Path:
+        """The final evaluation, written by the fit that reached max_steps."""
         return self.log_dir / "result.json"
 
     def command(self) -> list[str]:
@@ -143,15 +154,14 @@ class StudyRun:
             "trainer.default_root_dir": str(self.folder),
             "trainer.logger.init_args.save_dir": str(self.folder),
             "trainer.logger.init_args.name": "logs",
-            "trainer.logger.init_args.version": "run",
         }
         command = [sys.executable, "-m", "sqil_lightning", "fit"]
         for config in self.spec.configs:
             command += ["--config", config]
         for key, value in overrides.items():
             command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
-        if (self.log_dir / "checkpoints" / "last.ckpt").exists():
-            command += ["--ckpt_path", "last"]  # continue a run the study was stopped in
+        if any((log_dir / "checkpoints" / "last.ckpt").exists() for log_dir in self.log_dirs):
+            command += ["--ckpt_path", "last"]  # continue a run the study was stopped in (its newest last.ckpt)
         return command
 
     def execute(self, children: ChildProcesses) -> None:
@@ -176,19 +186,20 @@ class StudyRun:
         return result["success_rate"] if result.get("success_rate") is not None else result["mean_return"]
 
     def curve(self) -> list[tuple[float, float]]:
-        """(env steps, periodic evaluation success rate or return) on this run's start setting."""
-        metrics = self.log_dir / "metrics.csv"
-        if not metrics.exists():
-            return []
+        """(env steps, periodic evaluation success rate or return) on this run's start setting,
+        across the fit's restarts."""
         prefix = "eval_shifted" if self.spec.result_key[self.start].endswith("_shifted") else "eval"
         label = self.spec.result_key[self.start].removesuffix("_shifted")
-        points = []
-        with metrics.open() as f:
-            for row in csv.DictReader(f):
-                value = row.get(f"{prefix}/{label}/success_rate") or row.get(f"{prefix}/{label}/return")
-                if value:
-                    points.append((float(row["env_steps"]), float(value)))
-        return points
+        points: dict[float, float] = {}  # by env steps: a restart's evaluations replace the ones it repeats
+        for metrics in (log_dir / "metrics.csv" for log_dir in self.log_dirs):
+            if not metrics.exists():
+                continue
+            with metrics.open() as f:
+                for row in csv.DictReader(f):
+                    value = row.get(f"{prefix}/{label}/success_rate") or row.get(f"{prefix}/{label}/return")
+                    if value:
+                        points[float(row["env_steps"])] = float(value)
+        return sorted(points.items())
 
 
 class ChildProcesses:

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -260,6 +261,29 @@ def test_replay_continues_across_the_resume(sigterm_run, resumed_run):
     assert len(_replay_rows(interrupted)) == interrupted["SQILDataModule"]["env_steps"]
     final = _load(resumed_run["log_dir"] / "checkpoints" / "last.ckpt")
     assert len(_replay_rows(final)) == final["SQILDataModule"]["env_steps"]
+
+
+def test_a_moved_run_folder_still_resumes_with_its_replay(sigterm_run):
+    # The checkpoint records where its replay snapshot was written; a resumed run looks beside the
+    # checkpoint file first, so a run folder copied elsewhere (another disk, a renamed study) works.
+    tmp_path, step = sigterm_run["tmp_path"], sigterm_run["step"]
+    moved = tmp_path / "moved"
+    shutil.copytree(tmp_path / "logs" / "fast" / "version_0", moved)
+    command = _fit_command(tmp_path / "moved_run", "--trainer.max_steps", str(step + 8), "--ckpt_path", str(moved / "checkpoints" / "last.ckpt"))
+    (tmp_path / "moved_run").mkdir()
+    # The path the checkpoint recorded must not be what is found: hide it while the run restores.
+    original = sigterm_run["checkpoints"] / "replay"
+    original.rename(original.with_name("replay.hidden"))
+    try:
+        run = _Run(tmp_path / "moved_run", command, "moved")
+        if run.wait(RUN_TIMEOUT_S) != 0:
+            run.fail("the run resumed from the moved folder failed")
+    finally:
+        original.with_name("replay.hidden").rename(original)
+    final = _load(tmp_path / "moved_run" / "logs" / "fast" / "version_0" / "checkpoints" / "last.ckpt")
+    interrupted = _load(moved / "checkpoints" / "last.ckpt")
+    assert final["global_step"] == step + 8
+    assert len(_replay_rows(final)) == final["SQILDataModule"]["env_steps"] > interrupted["SQILDataModule"]["env_steps"]
 
 
 # --- Ctrl+C ---------------------------------------------------------------------------------------------------

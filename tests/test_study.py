@@ -90,6 +90,7 @@ def test_a_second_call_repeats_no_finished_run_and_continues_a_half_finished_one
     spec = tiny_study["spec"]
     logs_before = {folder: (folder / "fit.log").read_text() for folder in _run_folders(spec)}
     half_finished = spec.runs()[2]
+    curve_before = half_finished.curve()
     half_finished.result_path.unlink()  # as if the study had stopped during its final evaluation
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
@@ -102,6 +103,9 @@ def test_a_second_call_repeats_no_finished_run_and_continues_a_half_finished_one
         else:
             assert after == before  # not run again
     assert half_finished.result_path.exists()
+    # The continued fit logged into a new folder; the curve still holds the first fit's evaluations.
+    assert [p.name for p in half_finished.log_dirs] == ["version_0", "version_1"]
+    assert half_finished.curve()[: len(curve_before)] == curve_before
 
 
 def test_a_study_config_without_methods_names_what_is_missing(tmp_path):
@@ -154,7 +158,7 @@ def test_sigterm_to_the_study_stops_its_fits_with_checkpoints_to_resume_from(tmp
     spec = StudySpec.load(path)
     try:
         deadline = time.monotonic() + 180
-        checkpoints = [run.log_dir / "checkpoints" / "last.ckpt" for run in spec.runs()]
+        checkpoints = [run.folder / "logs" / "version_0" / "checkpoints" / "last.ckpt" for run in spec.runs()]
         while not all(c.exists() for c in checkpoints):  # both fits are training
             assert study.poll() is None, (tmp_path / "study.out").read_text()[-3000:]
             assert time.monotonic() < deadline, "the study's fits wrote no checkpoint"
