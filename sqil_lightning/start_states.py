@@ -44,14 +44,15 @@ class LunarLanderOffset:
     demos therefore stay near x = 0 while high up. This shift moves the lander and its legs
     sideways by ``x_offset`` (a uniform draw from the range, normalised units, random side) and
     rotates them by a uniform draw from ±``tilt`` radians, keeping the push's velocity; the dynamics
-    are untouched. Defaults: |x| in [0.45, 0.6], tilt ±0.2 rad.
+    are untouched. Defaults (conf/studies/lunarlander.yaml): |x| in [0.35, 0.5], tilt ±0.1 rad;
+    the scripted demos never reach |x| > 0.33 near the start height.
 
     Args:
         x_offset: [low, high] of the lateral offset, in the observation's normalised x.
         tilt: largest tilt in radians (either direction).
     """
 
-    def __init__(self, x_offset: tuple[float, float] = (0.45, 0.6), tilt: float = 0.2) -> None:
+    def __init__(self, x_offset: tuple[float, float] = (0.35, 0.5), tilt: float = 0.1) -> None:
         low, high = x_offset
         if not 0 <= low <= high < 1:
             raise ConfigError(f"LunarLanderOffset x_offset = {list(x_offset)} is invalid; need 0 <= low <= high < 1")
