@@ -1,4 +1,4 @@
-"""A study's report: the table with the expert's row, learning curves and the demo-coverage plot."""
+"""A study's report: the table with the random and expert rows, learning curves and the demo-coverage plot."""
 
 from __future__ import annotations
 
@@ -11,29 +11,36 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torchrl.envs.utils import RandomPolicy  # noqa: E402
 
 from sqil_lightning.demos import DemoSet  # noqa: E402
 from sqil_lightning.evaluation import evaluate_policy  # noqa: E402
 from sqil_lightning.experts import EXPERTS  # noqa: E402
-from sqil_lightning.envs import make_gym_env  # noqa: E402
+from sqil_lightning.envs import make_env, make_gym_env  # noqa: E402
 from sqil_lightning.start_states import build_start_shift  # noqa: E402
 from sqil_lightning.study import StudySpec, mean_and_standard_error, study_table  # noqa: E402
 
 START_SHIFT_KEY = "data.start_shift"
 
 
-def expert_scores(spec: StudySpec, expert: str, episodes: int, eval_seed: int) -> dict[str, tuple[float, float]]:
-    """The built-in expert's success rate (± s.e. over episodes) from each start setting, on the
-    runs' evaluation seeds; cached in ``<out_dir>/expert.json``."""
-    cache = spec.out_dir / "expert.json"
+def reference_scores(spec: StudySpec, expert: str) -> dict[str, dict[str, tuple[float, float]]]:
+    """Success rate (± s.e. over episodes) of uniformly random actions and of the built-in expert
+    from each start setting, on the runs' evaluation episodes (the paper's Random and Expert rows);
+    cached in ``<out_dir>/references.json``."""
+    cache = spec.out_dir / "references.json"
     if cache.exists():
-        return {k: tuple(v) for k, v in json.loads(cache.read_text()).items()}
-    scores = {}
-    for name, overrides in spec.start_settings.items():
-        shift = build_start_shift(overrides.get(START_SHIFT_KEY))
-        result = evaluate_policy(EXPERTS[expert].env_id, EXPERTS[expert](), episodes, eval_seed, start_shift=shift)
-        rate = result.success_rate
-        scores[name] = (rate, math.sqrt(rate * (1 - rate) / episodes))
+        return {row: {k: tuple(v) for k, v in scores.items()} for row, scores in json.loads(cache.read_text()).items()}
+    env_id = EXPERTS[expert].env_id
+    torch.manual_seed(0)  # the random policy draws from torch's RNG
+    policies = {"random": RandomPolicy(make_env(env_id).action_spec), "expert": EXPERTS[expert]()}
+    scores: dict[str, dict[str, tuple[float, float]]] = {}
+    for row, policy in policies.items():
+        scores[row] = {}
+        for name, overrides in spec.start_settings.items():
+            shift = build_start_shift(overrides.get(START_SHIFT_KEY))
+            rate = evaluate_policy(env_id, policy, spec.eval_episodes, spec.eval_seed, start_shift=shift).success_rate
+            scores[row][name] = (rate, math.sqrt(rate * (1 - rate) / spec.eval_episodes))
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(scores))
     return scores
@@ -88,13 +95,13 @@ def plot_coverage(spec: StudySpec, demo_path: Path, env_id: str, episodes: int, 
 
 
 def write_report(spec: StudySpec) -> Path:
-    """``<out_dir>/results.md`` (table + expert row), ``curves.png`` and, with demos, ``coverage.png``."""
+    """``<out_dir>/results.md`` (table + random and expert rows), ``curves.png`` and, with demos, ``coverage.png``."""
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     expert, demo_path, episodes, eval_seed = spec.expert, spec.demo_path, spec.eval_episodes, spec.eval_seed
     table = study_table(spec)
     if expert is not None:
-        scores = expert_scores(spec, expert, episodes, eval_seed)
-        table += "\n| expert | " + " | ".join(f"{m:.2f} ± {e:.2f}" for m, e in scores.values()) + " |"
+        for row, scores in reference_scores(spec, expert).items():
+            table += f"\n| {row} | " + " | ".join(f"{m:.2f} ± {e:.2f}" for m, e in scores.values()) + " |"
     parts = [f"# Study {spec.path}", "", table, "", "![learning curves](curves.png)"]
     plot_curves(spec, spec.out_dir / "curves.png")
     if demo_path is not None and demo_path.exists() and expert is not None:

@@ -81,6 +81,7 @@ def test_study_writes_a_table_with_the_expert_row_and_plots(tiny_study):
     mean, error = mean_and_standard_error(sqil_scores)
     assert f"| sqil | — | {mean:.2f} ± {error:.2f} |" in lines
     assert any(line.startswith("| expert | ") for line in lines)
+    assert any(line.startswith("| random | ") for line in lines)
     for png in ("curves.png", "coverage.png"):
         assert (spec.out_dir / png).stat().st_size > 10_000
     assert f"wrote {spec.out_dir / 'results.md'}" in tiny_study["stdout"]
