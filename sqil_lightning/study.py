@@ -47,6 +47,7 @@ class Method:
     name: str
     overrides: dict[str, Any]
     start_settings: list[str] | None  # None: every start setting of the study
+    paper: dict[str, str] = field(default_factory=dict)  # start setting -> the paper's figure, for the table
 
 
 @dataclass
@@ -66,6 +67,7 @@ class StudySpec:
     demo_path: Path | None = None  # the demos, for the report's coverage plot
     eval_episodes: int = 100  # the runs' final evaluation episodes and seed, for the expert's row
     eval_seed: int = 1_000_000
+    reference_paper: dict[str, dict[str, str]] = field(default_factory=dict)  # random/expert rows of the paper
 
     @classmethod
     def load(cls, path: str | Path) -> StudySpec:
@@ -86,7 +88,7 @@ class StudySpec:
             unknown = [s for s in only or [] if s not in starts]
             if unknown:
                 raise ConfigError(f"study config {path}: methods.{name}.start_settings names {unknown}; known: {list(starts)}")
-            methods.append(Method(name, dict(method.get("overrides") or {}), only))
+            methods.append(Method(name, dict(method.get("overrides") or {}), only, dict(method.get("paper") or {})))
         return cls(
             path=path,
             out_dir=Path(raw["out_dir"]),
@@ -101,7 +103,18 @@ class StudySpec:
             demo_path=Path(raw["demo_path"]) if raw.get("demo_path") else None,
             eval_episodes=int(raw.get("eval_episodes", 100)),
             eval_seed=int(raw.get("eval_seed", 1_000_000)),
+            reference_paper={row: dict(cells) for row, cells in (raw.get("reference_paper") or {}).items()},
         )
+
+    @property
+    def has_paper_figures(self) -> bool:
+        return any(method.paper for method in self.methods) or bool(self.reference_paper)
+
+    def table_row(self, name: str, cells: list[str], paper: dict[str, str]) -> str:
+        """One markdown row: this study's cells, then the paper's figures when the study has any."""
+        if self.has_paper_figures:
+            cells = cells + [paper.get(start, "—") for start in self.start_settings]
+        return f"| {name} | " + " | ".join(cells) + " |"
 
     def runs(self) -> list[StudyRun]:
         """Every run, seed-major: a half-finished study has every method at its first seeds."""
@@ -274,10 +287,13 @@ def mean_and_standard_error(values: list[float]) -> tuple[float, float]:
 
 
 def study_table(spec: StudySpec) -> str:
-    """Markdown table: one row per method, one column per start setting, mean ± s.e. over seeds."""
+    """Markdown table: one row per method, one column per start setting, mean ± s.e. over seeds
+    (then the paper's figures, where the study config gives them)."""
     runs = spec.runs()
-    header = "| method | " + " | ".join(spec.start_settings) + " |"
-    lines = [header, "|" + " --- |" * (len(spec.start_settings) + 1)]
+    columns = list(spec.start_settings)
+    if spec.has_paper_figures:
+        columns += [f"paper {start}" for start in spec.start_settings]
+    lines = ["| method | " + " | ".join(columns) + " |", "|" + " --- |" * (len(columns) + 1)]
     for method in spec.methods:
         cells = []
         for start in spec.start_settings:
@@ -291,5 +307,5 @@ def study_table(spec: StudySpec) -> str:
                 mean, error = mean_and_standard_error(done)
                 partial = "" if len(done) == len(scores) else f" ({len(done)}/{len(scores)} seeds)"
                 cells.append(f"{mean:.2f} ± {error:.2f}{partial}")
-        lines.append(f"| {method.name} | " + " | ".join(cells) + " |")
+        lines.append(spec.table_row(method.name, cells, method.paper))
     return "\n".join(lines)

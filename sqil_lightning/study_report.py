@@ -101,7 +101,8 @@ def write_report(spec: StudySpec) -> Path:
     table = study_table(spec)
     if expert is not None:
         for row, scores in reference_scores(spec, expert).items():
-            table += f"\n| {row} | " + " | ".join(f"{m:.2f} ± {e:.2f}" for m, e in scores.values()) + " |"
+            cells = [f"{m:.2f} ± {e:.2f}" for m, e in scores.values()]
+            table += "\n" + spec.table_row(row, cells, spec.reference_paper.get(row, {}))
     parts = [f"# Study {spec.path}", "", table, "", "![learning curves](curves.png)"]
     plot_curves(spec, spec.out_dir / "curves.png")
     if demo_path is not None and demo_path.exists() and expert is not None:

@@ -42,7 +42,7 @@ def tiny_study(tmp_path_factory, lunarlander_demo_file):
             "s0_train": {"result_key": "greedy_shifted", "overrides": {"data.start_shift": SHIFT}},
         },
         "methods": {
-            "sqil": {"start_settings": ["s0_train"]},
+            "sqil": {"start_settings": ["s0_train"], "paper": {"s0_train": "0.89 ± 0.02"}},
             "bc": {"overrides": {"model.class_path": "sqil_lightning.BehaviouralCloning"}, "start_settings": ["s0_demo"]},
         },
     }
@@ -76,10 +76,10 @@ def test_study_writes_a_table_with_the_expert_row_and_plots(tiny_study):
     spec = tiny_study["spec"]
     report = (spec.out_dir / "results.md").read_text()
     lines = report.splitlines()
-    assert "| method | s0_demo | s0_train |" in lines
+    assert "| method | s0_demo | s0_train | paper s0_demo | paper s0_train |" in lines
     sqil_scores = [run.score() for run in spec.runs() if run.method.name == "sqil"]
     mean, error = mean_and_standard_error(sqil_scores)
-    assert f"| sqil | — | {mean:.2f} ± {error:.2f} |" in lines
+    assert f"| sqil | — | {mean:.2f} ± {error:.2f} | — | 0.89 ± 0.02 |" in lines  # ours, then the paper's
     assert any(line.startswith("| expert | ") for line in lines)
     assert any(line.startswith("| random | ") for line in lines)
     for png in ("curves.png", "coverage.png"):
