@@ -191,10 +191,14 @@ class StudyRun:
         previous = json.loads(timing.read_text())["seconds"] if timing.exists() else 0.0
         timing.write_text(json.dumps({"seconds": previous + seconds}))
 
-    def score(self) -> float | None:
-        """The final evaluation's success rate (or mean return) on this start setting, if finished."""
+    def score(self, best: bool = False) -> float | None:
+        """The success rate (or mean return) on this start setting once the run finished: of its
+        final evaluation, or with ``best`` the best of its evaluations during training (the paper's
+        "best performance on 100 consecutive episodes", with `evaluation.episodes` 100)."""
         if not self.result_path.exists():
             return None
+        if best:
+            return max(value for _, value in self.curve())
         result = json.loads(self.result_path.read_text())[self.spec.result_key[self.start]]
         return result["success_rate"] if result.get("success_rate") is not None else result["mean_return"]
 
@@ -286,9 +290,10 @@ def mean_and_standard_error(values: list[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std(ddof=1) / math.sqrt(array.size))
 
 
-def study_table(spec: StudySpec) -> str:
-    """Markdown table: one row per method, one column per start setting, mean ± s.e. over seeds
-    (then the paper's figures, where the study config gives them)."""
+def study_table(spec: StudySpec, best: bool = False) -> str:
+    """Markdown table: one row per method, one column per start setting, mean ± s.e. over seeds of
+    each run's final (or, with ``best``, best) evaluation, then the paper's figures where the
+    study config gives them."""
     runs = spec.runs()
     columns = list(spec.start_settings)
     if spec.has_paper_figures:
@@ -297,7 +302,7 @@ def study_table(spec: StudySpec) -> str:
     for method in spec.methods:
         cells = []
         for start in spec.start_settings:
-            scores = [r.score() for r in runs if r.method is method and r.start == start]
+            scores = [r.score(best) for r in runs if r.method is method and r.start == start]
             done = [s for s in scores if s is not None]
             if not scores:
                 cells.append("—")

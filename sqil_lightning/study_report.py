@@ -95,15 +95,29 @@ def plot_coverage(spec: StudySpec, demo_path: Path, env_id: str, episodes: int, 
 
 
 def write_report(spec: StudySpec) -> Path:
-    """``<out_dir>/results.md`` (table + random and expert rows), ``curves.png`` and, with demos, ``coverage.png``."""
+    """``<out_dir>/results.md`` (tables of final and best evaluations, with random and expert rows),
+    ``curves.png`` and, with demos, ``coverage.png``."""
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     expert, demo_path, episodes, eval_seed = spec.expert, spec.demo_path, spec.eval_episodes, spec.eval_seed
-    table = study_table(spec)
+    references = ""
     if expert is not None:
         for row, scores in reference_scores(spec, expert).items():
             cells = [f"{m:.2f} ± {e:.2f}" for m, e in scores.values()]
-            table += "\n" + spec.table_row(row, cells, spec.reference_paper.get(row, {}))
-    parts = [f"# Study {spec.path}", "", table, "", "![learning curves](curves.png)"]
+            references += "\n" + spec.table_row(row, cells, spec.reference_paper.get(row, {}))
+    parts = [
+        f"# Study {spec.path}",
+        "",
+        f"Success rate of each run's final evaluation ({episodes} fixed episodes), mean ± s.e. over seeds:",
+        "",
+        study_table(spec) + references,
+        "",
+        "Best periodic evaluation during training (`evaluation.episodes` each; the paper reports the best "
+        "100 consecutive training episodes):",
+        "",
+        study_table(spec, best=True) + references,
+        "",
+        "![learning curves](curves.png)",
+    ]
     plot_curves(spec, spec.out_dir / "curves.png")
     if demo_path is not None and demo_path.exists() and expert is not None:
         plot_coverage(spec, demo_path, EXPERTS[expert].env_id, episodes, eval_seed, spec.out_dir / "coverage.png")

@@ -81,6 +81,10 @@ def test_study_writes_a_table_with_the_expert_row_and_plots(tiny_study):
     mean, error = mean_and_standard_error(sqil_scores)
     assert f"| sqil | — | {mean:.2f} ± {error:.2f} | — | 0.89 ± 0.02 |" in lines  # ours, then the paper's
     assert any(line.startswith("| expert | ") for line in lines)
+    # The second table scores each run by its best evaluation during training: never below its final one.
+    assert "Best periodic evaluation during training" in report
+    for run in spec.runs():
+        assert run.score(best=True) >= run.score()
     assert any(line.startswith("| random | ") for line in lines)
     for png in ("curves.png", "coverage.png"):
         assert (spec.out_dir / png).stat().st_size > 10_000
