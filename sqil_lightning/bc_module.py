@@ -11,7 +11,7 @@ from tensordict.nn import TensorDictModule
 
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.learner import OffPolicyLearner, check_hyperparameter
-from sqil_lightning.networks import mlp
+from sqil_lightning.networks import build_network
 from sqil_lightning.policies import boltzmann_policy
 
 
@@ -30,6 +30,7 @@ class BehaviouralCloning(OffPolicyLearner):
         lr: Adam learning rate.
         gamma: unused by cloning; every learner's ``gamma`` is linked into ``data.gamma`` (the demo
             relabelling that the shared datamodule does), so BC takes one too.
+        encoder: ``null`` (MLP) or a CNN for images, as for `SoftQSQIL`.
     """
 
     deterministic_label = "greedy"
@@ -41,6 +42,7 @@ class BehaviouralCloning(OffPolicyLearner):
         hidden_sizes: tuple[int, ...] = (128, 128),
         lr: float = 1e-3,
         gamma: float = 0.97,
+        encoder: str | None = None,
     ) -> None:
         super().__init__()
         num_actions = action_space.get("n")
@@ -48,7 +50,7 @@ class BehaviouralCloning(OffPolicyLearner):
             raise ConfigError("model sqil_lightning.BehaviouralCloning needs discrete actions and data.env_id has continuous ones")
         check_hyperparameter("lr", lr, 0.0, low_inclusive=False)
         self.save_hyperparameters()
-        self.policy_network = mlp(int(torch.Size(observation_shape).numel()), num_actions, list(hidden_sizes))
+        self.policy_network = build_network(observation_shape, num_actions, list(hidden_sizes), encoder)
 
     def policy(self, deterministic: bool) -> TensorDictModule:
         return boltzmann_policy(self.policy_network, temperature=1.0, greedy=deterministic)

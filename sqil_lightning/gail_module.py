@@ -18,6 +18,7 @@ from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.objectives import GAILLoss
 
+from sqil_lightning.errors import ConfigError
 from sqil_lightning.networks import mlp
 from sqil_lightning.soft_q_module import SoftQSQIL
 
@@ -58,9 +59,14 @@ class GAILSoftQ(SoftQSQIL):
         lr: float = 1e-3,
         target_tau: float = 0.005,
         final_lr_fraction: float = 0.1,
+        encoder: str | None = None,
         discriminator_hidden_sizes: tuple[int, ...] = (128, 128),
     ) -> None:
-        super().__init__(observation_shape, action_space, hidden_sizes, gamma, temperature, lambda_samp, lr, target_tau, final_lr_fraction)
+        super().__init__(
+            observation_shape, action_space, hidden_sizes, gamma, temperature, lambda_samp, lr, target_tau, final_lr_fraction, encoder
+        )
+        if encoder is not None:
+            raise ConfigError("model sqil_lightning.GAILSoftQ: its discriminator is an MLP on vector observations; set model.encoder null")
         self.discriminator = Discriminator(int(torch.Size(observation_shape).numel()), action_space["n"], list(discriminator_hidden_sizes))
         module = TensorDictModule(self.discriminator, in_keys=["observation", "action"], out_keys=["d_logits"])
         self.discriminator_loss = GAILLoss(module)

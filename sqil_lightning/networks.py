@@ -1,8 +1,13 @@
-"""Network factory shared by the modules."""
+"""Network factory shared by the modules: MLPs for vector observations, CNN encoders for images."""
 
 from __future__ import annotations
 
+from typing import Callable
+
+import torch
 from torch import nn
+
+from sqil_lightning.errors import ConfigError
 
 
 def mlp(in_features: int, out_features: int, hidden_sizes: list[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -14,3 +19,63 @@ def mlp(in_features: int, out_features: int, hidden_sizes: list[int], activation
         width = hidden
     layers.append(nn.Linear(width, out_features))
     return nn.Sequential(*layers)
+
+
+def nature_cnn(in_channels: int) -> nn.Sequential:
+    """The Nature-DQN encoder (Mnih et al. 2015) for 84x84 frame stacks: 3 convolutions, flattened."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 32, kernel_size=8, stride=4), nn.ReLU(),
+        nn.Conv2d(32, 64, kernel_size=4, stride=2), nn.ReLU(),
+        nn.Conv2d(64, 64, kernel_size=3, stride=1), nn.ReLU(),
+        nn.Flatten(),
+    )  # fmt: skip
+
+
+def car_racing_cnn(in_channels: int) -> nn.Sequential:
+    """The 4-convolution encoder of Ha & Schmidhuber (2018) for 64x64 RGB, as in the paper's Car Racing (A.2)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 32, kernel_size=4, stride=2), nn.ReLU(),
+        nn.Conv2d(32, 64, kernel_size=4, stride=2), nn.ReLU(),
+        nn.Conv2d(64, 128, kernel_size=4, stride=2), nn.ReLU(),
+        nn.Conv2d(128, 256, kernel_size=4, stride=2), nn.ReLU(),
+        nn.Flatten(),
+    )  # fmt: skip
+
+
+ENCODERS: dict[str, Callable[[int], nn.Sequential]] = {"nature_cnn": nature_cnn, "car_racing_cnn": car_racing_cnn}
+
+
+class PixelNetwork(nn.Module):
+    """Images [..., C, H, W] → encoder → MLP head. uint8 pixels (how the replay stores them, a
+    quarter of float32's bytes) become floats in [0, 1] here, on the network's device."""
+
+    def __init__(self, observation_shape: tuple[int, ...], out_features: int, hidden_sizes: list[int], encoder: str) -> None:
+        super().__init__()
+        if len(observation_shape) != 3:
+            raise ConfigError(
+                f"model.encoder = {encoder!r} needs image observations [channels, height, width]; "
+                f"the env observes {tuple(observation_shape)}"
+            )
+        self.image_shape = tuple(observation_shape)
+        self.encoder = ENCODERS[encoder](observation_shape[0])
+        with torch.no_grad():
+            try:
+                features = self.encoder(torch.zeros(1, *observation_shape)).shape[-1]
+            except RuntimeError:
+                raise ConfigError(f"model.encoder = {encoder!r}: images of {tuple(observation_shape)} are too small for it") from None
+        self.head = mlp(features, out_features, hidden_sizes)
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        lead = observation.shape[:-3]
+        images = observation.reshape(-1, *self.image_shape)
+        images = images.float() / 255.0 if images.dtype == torch.uint8 else images
+        return self.head(self.encoder(images)).reshape(*lead, -1)
+
+
+def build_network(observation_shape: tuple[int, ...], out_features: int, hidden_sizes: list[int], encoder: str | None = None) -> nn.Module:
+    """An MLP on the flattened observation, or with ``encoder`` (a name in `ENCODERS`) a CNN on images."""
+    if encoder is None:
+        return mlp(int(torch.Size(observation_shape).numel()), out_features, hidden_sizes)
+    if encoder not in ENCODERS:
+        raise ConfigError(f"model.encoder = {encoder!r} is invalid; choose one of {sorted(ENCODERS)} or null (an MLP)")
+    return PixelNetwork(observation_shape, out_features, hidden_sizes, encoder)

@@ -10,7 +10,7 @@ from tensordict.nn import TensorDictModule
 
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.learner import OffPolicyLearner, check_hyperparameter
-from sqil_lightning.networks import mlp
+from sqil_lightning.networks import build_network
 from sqil_lightning.policies import boltzmann_policy
 from sqil_lightning.soft_bellman import soft_bellman_target, soft_value, sqil_loss
 
@@ -34,6 +34,9 @@ class SoftQSQIL(OffPolicyLearner):
         final_lr_fraction: the learning rate decays linearly to ``lr * final_lr_fraction`` at
             ``trainer.max_steps``; 1.0 keeps it constant. Decay settles the Q-values, so the
             policy at the end of a run is not caught mid-oscillation.
+        encoder: ``null`` for an MLP on vector observations, or a CNN for images [C, H, W]:
+            ``nature_cnn`` (Atari, 84x84 frame stacks) or ``car_racing_cnn`` (64x64 RGB); the
+            hidden sizes are then those of the MLP head.
     """
 
     deterministic_label = "greedy"
@@ -49,6 +52,7 @@ class SoftQSQIL(OffPolicyLearner):
         lr: float = 1e-3,
         target_tau: float = 0.005,
         final_lr_fraction: float = 0.1,
+        encoder: str | None = None,
     ) -> None:
         super().__init__()
         num_actions = action_space.get("n")
@@ -64,9 +68,8 @@ class SoftQSQIL(OffPolicyLearner):
         check_hyperparameter("target_tau", target_tau, 0.0, 1.0, low_inclusive=False)
         check_hyperparameter("final_lr_fraction", final_lr_fraction, 0.0, 1.0)
         self.save_hyperparameters()
-        in_features = int(torch.Size(observation_shape).numel())
-        self.q_network = mlp(in_features, num_actions, list(hidden_sizes))
-        self.target_network = mlp(in_features, num_actions, list(hidden_sizes))
+        self.q_network = build_network(observation_shape, num_actions, list(hidden_sizes), encoder)
+        self.target_network = build_network(observation_shape, num_actions, list(hidden_sizes), encoder)
         self.target_network.load_state_dict(self.q_network.state_dict())
         self.target_network.requires_grad_(False)
 

@@ -37,10 +37,13 @@ class SoftQSQILT(SoftQSQIL):
         lr: float = 1e-3,
         target_tau: float = 0.005,
         final_lr_fraction: float = 0.1,
+        encoder: str | None = None,
         bc_weight: float = 1.0,
     ) -> None:
         check_hyperparameter("bc_weight", bc_weight, 0.0)
-        super().__init__(observation_shape, action_space, hidden_sizes, gamma, temperature, lambda_samp, lr, target_tau, final_lr_fraction)
+        super().__init__(
+            observation_shape, action_space, hidden_sizes, gamma, temperature, lambda_samp, lr, target_tau, final_lr_fraction, encoder
+        )
 
     def training_step(self, batch: TensorDictBase, batch_idx: int) -> torch.Tensor:
         hp = self.hparams
