@@ -157,8 +157,10 @@ class StudyRun:
         """The final evaluation, written by the fit that reached max_steps."""
         return self.log_dir / "result.json"
 
-    def command(self) -> list[str]:
-        overrides = {
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """Every `fit` key this run sets beyond its configs (later sources win)."""
+        return {
             **self.spec.common,
             **self.spec.start_settings[self.start],
             **self.method.overrides,
@@ -168,17 +170,48 @@ class StudyRun:
             "trainer.logger.init_args.save_dir": str(self.folder),
             "trainer.logger.init_args.name": "logs",
         }
+
+    @property
+    def half_finished(self) -> bool:
+        """Whether a stopped fit of this run left a checkpoint to continue from."""
+        return any((log_dir / "checkpoints" / "last.ckpt").exists() for log_dir in self.log_dirs)
+
+    def _settings(self) -> dict[str, Any]:
+        return json.loads(json.dumps({"configs": self.spec.configs, "overrides": self.overrides}))
+
+    def record_settings(self) -> None:
+        """Note the settings a fresh run starts with (``settings.json``), for `check_settings_unchanged`."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "settings.json").write_text(json.dumps(self._settings(), indent=1))
+
+    def check_settings_unchanged(self) -> None:
+        """A half-finished run continues only with the configs and overrides it started with;
+        continuing it under an edited study config would mix two settings in one run."""
+        record = self.folder / "settings.json"
+        if not self.half_finished or not record.exists():
+            return
+        started, now = json.loads(record.read_text()), self._settings()
+        if started != now:
+            keys = {*started["overrides"], *now["overrides"]}
+            changed = sorted(k for k in keys if started["overrides"].get(k) != now["overrides"].get(k)) or ["configs"]
+            raise ConfigError(
+                f"study run {self.folder} was started with other settings ({', '.join(changed)} changed in "
+                f"{self.spec.path}); delete that folder to run it again with the new ones, or restore the old values"
+            )
+
+    def command(self) -> list[str]:
         command = [sys.executable, "-m", "sqil_lightning", "fit"]
         for config in self.spec.configs:
             command += ["--config", config]
-        for key, value in overrides.items():
+        for key, value in self.overrides.items():
             command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
-        if any((log_dir / "checkpoints" / "last.ckpt").exists() for log_dir in self.log_dirs):
+        if self.half_finished:
             command += ["--ckpt_path", "last"]  # continue a run the study was stopped in (its newest last.ckpt)
         return command
 
     def execute(self, children: ChildProcesses) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if not self.half_finished:
+            self.record_settings()
         start = time.perf_counter()
         with (self.folder / "fit.log").open("a") as log:
             status = children.run(self.command(), log)
@@ -253,6 +286,8 @@ class ChildProcesses:
 def run_study(spec: StudySpec) -> None:
     """Run every unfinished run, ``spec.parallel`` at a time, with a progress bar over runs."""
     pending = [run for run in spec.runs() if not run.result_path.exists()]
+    for run in pending:
+        run.check_settings_unchanged()  # before any fit starts: a mismatch stops the study at once
     total = len(spec.runs())
     print(f"study {spec.path}: {total - len(pending)} of {total} runs finished, {len(pending)} to go -> {spec.out_dir}", flush=True)
     children = ChildProcesses()

@@ -180,3 +180,19 @@ def test_sigterm_to_the_study_stops_its_fits_with_checkpoints_to_resume_from(tmp
         assert "stopped by SIGTERM after step" in log  # each fit saved and exited, none was orphaned
         assert (run.log_dir / "checkpoints" / "last.ckpt").exists()
         assert run.command()[-2:] == ["--ckpt_path", "last"]
+
+
+def test_a_half_finished_run_refuses_to_continue_under_edited_settings(tmp_path, lunarlander_demo_file, expect_user_error):
+    path = _study_config(tmp_path, lunarlander_demo_file, {"sqil": {}}, {"trainer.max_steps": 60})
+    (run,) = StudySpec.load(path).runs()
+    run.record_settings()  # as execute() does when the run first starts
+    checkpoints = run.folder / "logs" / "version_0" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "last.ckpt").write_bytes(b"")  # then the study was stopped mid-run
+    run.check_settings_unchanged()  # same settings: it may continue
+    edited = yaml.safe_load(path.read_text())
+    edited["common"]["trainer.max_steps"] = 90
+    path.write_text(yaml.safe_dump(edited, sort_keys=False))
+    line = expect_user_error(["study", "--config", str(path)])
+    assert f"study run {run.folder} was started with other settings (trainer.max_steps changed" in line
+    assert "delete that folder" in line
