@@ -198,12 +198,13 @@ def study_main(args: Sequence[str]) -> None:
     parser.add_argument("--config", required=True, help="a study config, e.g. conf/studies/lunarlander.yaml")
     parser.add_argument("--report-only", action="store_true", help="write the report from the runs finished so far")
     parser.add_argument("--parallel", type=_positive_int, help="fits at a time (default: the study config's)")
+    parser.add_argument("--start-settings", nargs="+", metavar="NAME", help="run only these start settings (the report covers all)")
     ns = parser.parse_args(list(args))
     spec = StudySpec.load(ns.config)
     if ns.parallel:
         spec.parallel = ns.parallel
     if not ns.report_only:
-        run_study(spec)
+        run_study(spec, ns.start_settings)
     print(f"wrote {write_report(spec)}")
 
 

@@ -283,12 +283,17 @@ class ChildProcesses:
                 process.send_signal(signal.SIGTERM)
 
 
-def run_study(spec: StudySpec) -> None:
-    """Run every unfinished run, ``spec.parallel`` at a time, with a progress bar over runs."""
-    pending = [run for run in spec.runs() if not run.result_path.exists()]
+def run_study(spec: StudySpec, only_starts: list[str] | None = None) -> None:
+    """Run every unfinished run (of the ``only_starts`` start settings, if given), ``spec.parallel``
+    at a time, with a progress bar over runs."""
+    unknown = sorted(set(only_starts or []) - set(spec.start_settings))
+    if unknown:
+        raise ConfigError(f"--start-settings {' '.join(unknown)}: not in {spec.path}; known: {list(spec.start_settings)}")
+    selected = [run for run in spec.runs() if not only_starts or run.start in only_starts]
+    pending = [run for run in selected if not run.result_path.exists()]
     for run in pending:
         run.check_settings_unchanged()  # before any fit starts: a mismatch stops the study at once
-    total = len(spec.runs())
+    total = len(selected)
     print(f"study {spec.path}: {total - len(pending)} of {total} runs finished, {len(pending)} to go -> {spec.out_dir}", flush=True)
     children = ChildProcesses()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: children.stop_all())
