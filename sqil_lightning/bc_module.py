@@ -56,8 +56,8 @@ class BehaviouralCloning(OffPolicyLearner):
         return boltzmann_policy(self.policy_network, temperature=1.0, greedy=deterministic)
 
     def training_step(self, batch: TensorDictBase, batch_idx: int) -> torch.Tensor:
-        demos = batch[batch["is_demo"]]
-        loss = F.cross_entropy(self.policy_network(demos["observation"]), demos["action"])
+        is_demo = batch["is_demo"]  # only the two tensors cloning reads are gathered, not the whole batch
+        loss = F.cross_entropy(self.policy_network(batch["observation"][is_demo]), batch["action"][is_demo])
         self.loss_terms = {"cross_entropy": loss.detach()}
         if self._logging_step():
             self.log("train/loss", loss.detach())

@@ -79,12 +79,13 @@ class GAILSoftQ(SoftQSQIL):
 
     def training_step(self, batch: TensorDictBase, batch_idx: int) -> torch.Tensor:
         is_demo = batch["is_demo"]
-        expert, agent = batch[is_demo], batch[~is_demo]
-        rows = min(expert.shape[0], agent.shape[0])  # GAILLoss pairs expert and agent rows
+        agent = batch[~is_demo]  # the Bellman term needs every key of the agent's rows
+        expert_obs, expert_action = batch["observation"][is_demo], batch["action"][is_demo]
+        rows = min(expert_obs.shape[0], agent.shape[0])  # GAILLoss pairs expert and agent rows
         pairs = TensorDict(
             {
-                "observation": expert["observation"][:rows],
-                "action": expert["action"][:rows],
+                "observation": expert_obs[:rows],
+                "action": expert_action[:rows],
                 "collector_observation": agent["observation"][:rows],
                 "collector_action": agent["action"][:rows],
             },
