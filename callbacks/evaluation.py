@@ -96,11 +96,11 @@ class Evaluation(Callback):
             policy = pl_module.policy(deterministic=deterministic)
             label = pl_module.deterministic_label if deterministic else mode
             for prefix, suffix, shift in start_sets:
-                result = evaluate_policy(env_id, policy, episodes, seed, start_shift=shift)
+                result = evaluate_policy(env_id, policy, episodes, seed, start_shift=shift, pixels=datamodule.pixels)
                 results[label + suffix] = result
                 self._log_result(trainer, f"{prefix}/{label}", result, progress_key=label + suffix)
             if with_video:
-                self._log_video(trainer, policy, label, env_id, seed)
+                self._log_video(trainer, policy, label, seed)
         return results
 
     def _log_result(self, trainer: Trainer, prefix: str, result: EvalResult, progress_key: str) -> None:
@@ -116,10 +116,11 @@ class Evaluation(Callback):
         trainer.progress_bar_metrics[f"{progress_key}_{key}"] = round(value, 3)
 
     @staticmethod
-    def _log_video(trainer: Trainer, policy, label: str, env_id: str, seed: int) -> None:
+    def _log_video(trainer: Trainer, policy, label: str, seed: int) -> None:
         """Render the evaluation's first episode to a GIF and hand it to every W&B logger."""
+        datamodule = trainer.datamodule
         try:
-            frames = render_episode(env_id, policy, seed)
+            frames = render_episode(datamodule.hparams.env_id, policy, seed, pixels=datamodule.pixels)
         except Exception as err:  # noqa: BLE001 - rendering needs a GL stack the machine may lack
             rank_zero_warn(f"evaluation video skipped ({type(err).__name__}: {err}); {VIDEO_HINT}")
             return

@@ -35,6 +35,7 @@ from sqil_lightning.experts import (
     record_checkpoint_demos,
 )
 from sqil_lightning.minari_demos import load_minari_demos
+from sqil_lightning.pixels import PixelPipeline
 from sqil_lightning.replay_snapshot import RunPosition, load_snapshot, save_snapshot, set_rng_states, snapshot_dir
 from sqil_lightning.resumable_episode import ResumableEpisode
 from sqil_lightning.start_states import build_start_shift
@@ -90,6 +91,8 @@ class SQILDataModule(LightningDataModule):
             evaluation then reports both.
         rollout_policy: who acts in the agent's rollouts: ``learner`` (Algorithm 1 line 6) or
             ``uniform`` (uniformly random actions: the paper's π = Unif ablation, sec. 5.5).
+        pixels: image observations (`sqil_lightning.pixels`): ``{size, grayscale, frame_stack}``
+            turns the env's RGB frames into uint8 [C, size, size] stacks; ``null`` for vectors.
     """
 
     def __init__(
@@ -115,9 +118,11 @@ class SQILDataModule(LightningDataModule):
         eval_episodes: int = 100,
         start_shift: dict[str, Any] | None = None,
         rollout_policy: str = "learner",
+        pixels: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.spaces = env_spaces(env_id)
+        self.pixels = PixelPipeline.from_config(pixels)
+        self.spaces = env_spaces(env_id, self.pixels)
         self.start_shift = build_start_shift(start_shift)
         if rollout_policy not in ROLLOUT_POLICIES:
             raise ConfigError(f"data.rollout_policy = {rollout_policy!r} is invalid; choose one of {list(ROLLOUT_POLICIES)}")
@@ -233,7 +238,9 @@ class SQILDataModule(LightningDataModule):
             demos.save(path)
         elif hp.demo_expert is not None and is_checkpoint(hp.demo_expert):
             log.info("recording %d episodes of %s into %s", hp.demo_episodes, hp.demo_expert, path)
-            record_checkpoint_demos(hp.demo_expert, hp.demo_episodes, hp.demo_seed, path, expected_env_id=hp.env_id)
+            record_checkpoint_demos(
+                hp.demo_expert, hp.demo_episodes, hp.demo_seed, path, expected_env_id=hp.env_id, pixels=self.pixels
+            )
         elif hp.demo_expert is not None:
             # Checked here, not in __init__, so a model/env mismatch (the likelier mistake) is reported first.
             if expert_env_id(hp.demo_expert) != hp.env_id:
@@ -241,7 +248,7 @@ class SQILDataModule(LightningDataModule):
                     f"data.demo_expert = {hp.demo_expert!r} acts in {expert_env_id(hp.demo_expert)}, not data.env_id = {hp.env_id!r}"
                 )
             log.info("generating %d %s demo episodes into %s", hp.demo_episodes, hp.demo_expert, path)
-            generate_expert_demos(hp.demo_expert, hp.demo_episodes, hp.demo_seed, path)
+            generate_expert_demos(hp.demo_expert, hp.demo_episodes, hp.demo_seed, path, pixels=self.pixels)
         else:
             raise DemoFileNotFoundError(f"data.demo_path = {path} does not exist. {self.demo_sources_help(hp.env_id)}")
 
@@ -258,12 +265,14 @@ class SQILDataModule(LightningDataModule):
             demos = relabel_demo_rewards(self.load_demos().to_tensordict(), hp.demo_reward, hp.gamma, hp.absorbing_reward)
             self.buffer = make_sqil_buffer(demos, hp.online_capacity, hp.demo_fraction, hp.batch_size)
         else:
-            self.buffer = make_online_buffer(hp.online_capacity)
+            # Image frames are stored as uint8 (1 byte each), vector observations as float32.
+            observation_bytes = int(np.prod(self.observation_shape)) * (1 if self.pixels is not None else 4)
+            self.buffer = make_online_buffer(hp.online_capacity, observation_bytes)
         self._batches = BalancedBatches(self.buffer, hp.batch_size, hp.sample_chunk)
 
     def make_env(self, seed: int) -> EnvBase:
         """A fresh env of the configured task (for evaluation and rollouts)."""
-        return make_env(self.hparams.env_id, seed=seed)
+        return make_env(self.hparams.env_id, seed=seed, pixels=self.pixels)
 
     @property
     def eval_env(self) -> EnvBase:
@@ -321,7 +330,7 @@ class SQILDataModule(LightningDataModule):
             self._episode.resume(self._restored_episode)
             self._restored_episode, seed = None, None
         self._collector = Collector(
-            make_env(env_id, seed=seed, gym_env=self._episode),
+            make_env(env_id, seed=seed, gym_env=self._episode, pixels=self.pixels),
             policy,
             frames_per_batch=self.hparams.rollout_frames,
             total_frames=-1,

@@ -7,9 +7,9 @@ code. The format (version 1):
 =====================  ==================  ====================================================
 key                    shape / dtype        meaning
 =====================  ==================  ====================================================
-``observations``       [N, *obs] float32    observation the expert acted on
+``observations``       [N, *obs] float32    observation the expert acted on; uint8 [N, C, H, W] for images
 ``actions``            [N] int64 (discrete) action taken; [N, *act] float32 for Box actions
-``next_observations``  [N, *obs] float32    observation after the step
+``next_observations``  [N, *obs] float32    observation after the step (same dtype as ``observations``)
 ``rewards``            [N] float32          the env's reward, kept for reference; SQIL ignores it
 ``terminated``         [N] bool             the step ended the episode in a true terminal state
 ``truncated``          [N] bool             the step hit a time limit (the state is not terminal)
@@ -182,10 +182,10 @@ class DemoSet:
         for key in ("terminated", "truncated"):
             if getattr(self, key).dtype != np.bool_:
                 raise DemoFormatError(f"demo file {source}: key '{key}' must be bool, got {getattr(self, key).dtype}")
-        if not np.issubdtype(self.observations.dtype, np.floating):
-            raise DemoFormatError(
-                f"demo file {source}: 'observations' must be floating point, got {self.observations.dtype}"
-            )
+        for key in ("observations", "next_observations"):
+            dtype = getattr(self, key).dtype
+            if not (np.issubdtype(dtype, np.floating) or dtype == np.uint8):
+                raise DemoFormatError(f"demo file {source}: '{key}' must be floating point or uint8 (images), got {dtype}")
         ends = np.flatnonzero(np.diff(self.episode_ids) != 0)
         done = self.terminated | self.truncated
         if not done[-1] or not done[ends].all():
@@ -230,12 +230,14 @@ class DemoSet:
         terminated = torch.as_tensor(self.terminated).reshape(n, 1)
         truncated = torch.as_tensor(self.truncated).reshape(n, 1)
         actions = torch.as_tensor(self.actions)
+        # Image frames stay uint8 (a quarter of the replay's bytes); the networks scale them.
+        obs_dtype = torch.uint8 if self.observations.dtype == np.uint8 else torch.float32
         return TensorDict(
             {
-                "observation": torch.as_tensor(self.observations, dtype=torch.float32),
+                "observation": torch.as_tensor(self.observations, dtype=obs_dtype),
                 "action": actions.long() if self.actions.dtype.kind in "iu" else actions.float(),
                 "next": {
-                    "observation": torch.as_tensor(self.next_observations, dtype=torch.float32),
+                    "observation": torch.as_tensor(self.next_observations, dtype=obs_dtype),
                     "reward": torch.as_tensor(self.rewards, dtype=torch.float32).reshape(n, 1),
                     "terminated": terminated,
                     "truncated": truncated,
@@ -250,10 +252,11 @@ class DemoSet:
         """Build demos from TorchRL rollouts, one TensorDict of shape [T] per episode."""
         episode_ids = np.concatenate([np.full(len(r), i, dtype=np.int64) for i, r in enumerate(rollouts)])
         cat = torch.cat(rollouts, dim=0)
+        obs_dtype = np.uint8 if cat["observation"].dtype == torch.uint8 else np.float32
         return cls(
-            observations=cat["observation"].numpy().astype(np.float32),
+            observations=cat["observation"].numpy().astype(obs_dtype),
             actions=cat["action"].numpy(),
-            next_observations=cat["next", "observation"].numpy().astype(np.float32),
+            next_observations=cat["next", "observation"].numpy().astype(obs_dtype),
             rewards=cat["next", "reward"].reshape(-1).numpy().astype(np.float32),
             terminated=cat["next", "terminated"].reshape(-1).numpy().astype(bool),
             truncated=cat["next", "truncated"].reshape(-1).numpy().astype(bool),

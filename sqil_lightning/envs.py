@@ -15,9 +15,13 @@ import numpy as np
 from torchrl.envs import Compose, DoubleToFloat, EnvBase, GymWrapper, RewardSum, TransformedEnv
 from torchrl.envs.libs.gym import default_info_dict_reader
 
+from sqil_lightning import car_racing
 from sqil_lightning.demos import EnvSpaces
 from sqil_lightning.errors import UserInputError
+from sqil_lightning.pixels import PixelPipeline
 from sqil_lightning.start_states import ShiftedStarts, StartShift
+
+car_racing.register()
 
 
 class EnvIdError(UserInputError):
@@ -54,7 +58,7 @@ SUCCESS_WRAPPERS: dict[str, Callable[[gym.Env], gym.Wrapper]] = {
 
 
 # The tasks the project ships configs for, suggested when an env id is unknown.
-PROJECT_ENV_IDS = ("LunarLander-v3", "Pendulum-v1", "HalfCheetah-v5", "Humanoid-v5")
+PROJECT_ENV_IDS = ("LunarLander-v3", "Pendulum-v1", "HalfCheetah-v5", "Humanoid-v5", car_racing.ENV_ID)
 
 
 def _success_wrapper(env_id: str) -> Callable[[gym.Env], gym.Wrapper] | None:
@@ -91,37 +95,54 @@ def make_env(
     device: str = "cpu",
     gym_env: gym.Env | None = None,
     start_shift: StartShift | None = None,
+    pixels: PixelPipeline | None = None,
 ) -> EnvBase:
-    """A TorchRL env: float32 observations, integer actions, `success` read from info, `episode_reward` summed.
+    """A TorchRL env: float32 observations (or, with ``pixels``, uint8 frames [C, H, W] through
+    that pipeline), integer actions, `success` read from info, `episode_reward` summed.
 
     ``gym_env`` is the gymnasium env to wrap when the caller keeps a handle on it (it must come
     from `make_gym_env(env_id)`); by default a new one is made, with ``start_shift`` if given.
     """
     gym_env = make_gym_env(env_id, start_shift=start_shift) if gym_env is None else gym_env
+    if pixels is not None:
+        pixels.check_env_shape(env_id, gym_env.observation_space.shape)
     base = GymWrapper(gym_env, categorical_action_encoding=True, device=device)
     if has_success(env_id):
         base.set_info_dict_reader(default_info_dict_reader(["success"]))
     # MuJoCo observations are float64; the networks and demo files are float32.
-    env = TransformedEnv(base, Compose(DoubleToFloat(), RewardSum()))
+    observation_steps = pixels.transforms() if pixels is not None else [DoubleToFloat()]
+    env = TransformedEnv(base, Compose(*observation_steps, RewardSum()))
     if seed is not None:
         env.set_seed(seed)
     return env
 
 
-def env_spaces(env_id: str) -> EnvSpaces:
-    """Observation shape and action space of an env, read from gymnasium without stepping it."""
+def attach_simulator(policy: object, env: gym.Env) -> None:
+    """Hand ``env`` to a policy that reads the simulator rather than observations (it has an
+    ``attach`` method, e.g. `car_racing.TrackFollower`); other policies are left alone."""
+    attach = getattr(policy, "attach", None)
+    if callable(attach):
+        attach(env)
+
+
+def env_spaces(env_id: str, pixels: PixelPipeline | None = None) -> EnvSpaces:
+    """Observation shape (after the ``pixels`` pipeline, if any) and action space of an env, read
+    from its specs without stepping it."""
     env = make_gym_env(env_id)
     try:
         obs_space, act_space = env.observation_space, env.action_space
+        if not isinstance(obs_space, gym.spaces.Box):
+            raise EnvIdError(f"env {env_id!r}: observation space {obs_space} is not a Box; only Box observations are supported")
+        obs_shape = tuple(obs_space.shape)
+        if pixels is not None:
+            obs_shape = tuple(make_env(env_id, gym_env=env, pixels=pixels).observation_spec["observation"].shape)
     finally:
         env.close()
-    if not isinstance(obs_space, gym.spaces.Box):
-        raise EnvIdError(f"env {env_id!r}: observation space {obs_space} is not a Box; only Box observations are supported")
     if isinstance(act_space, gym.spaces.Discrete):
-        return EnvSpaces(observation_shape=tuple(obs_space.shape), num_actions=int(act_space.n))
+        return EnvSpaces(observation_shape=obs_shape, num_actions=int(act_space.n))
     if isinstance(act_space, gym.spaces.Box):
         return EnvSpaces(
-            observation_shape=tuple(obs_space.shape),
+            observation_shape=obs_shape,
             action_shape=tuple(act_space.shape),
             action_low=np.asarray(act_space.low),
             action_high=np.asarray(act_space.high),

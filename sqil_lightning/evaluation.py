@@ -10,7 +10,8 @@ from tensordict.nn import TensorDictModuleBase
 
 from torchrl.envs import EnvBase
 
-from sqil_lightning.envs import make_env
+from sqil_lightning.envs import attach_simulator, make_env, make_gym_env
+from sqil_lightning.pixels import PixelPipeline
 from sqil_lightning.start_states import StartShift
 
 
@@ -76,14 +77,17 @@ def evaluate_policy(
     seed: int,
     max_steps: int = 100_000,
     start_shift: StartShift | None = None,
+    pixels: PixelPipeline | None = None,
 ) -> EvalResult:
     """Run ``episodes`` episodes; episode i starts from ``reset(seed=seed + i)`` (moved by
-    ``start_shift`` when given).
+    ``start_shift`` when given), observed through ``pixels`` for image tasks.
 
     Seeding each reset makes the start states identical for every policy evaluated with the same
     ``seed``, so an agent and the expert are compared on the same episodes.
     """
-    env = make_env(env_id, start_shift=start_shift)
+    gym_env = make_gym_env(env_id, start_shift=start_shift)
+    attach_simulator(policy, gym_env)
+    env = make_env(env_id, gym_env=gym_env, pixels=pixels)
     outcomes = [run_episode(env, policy, seed + i, max_steps) for i in range(episodes)]
     env.close()
     return EvalResult(

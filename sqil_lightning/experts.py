@@ -20,9 +20,11 @@ from tensordict.nn import TensorDictModuleBase
 from tqdm.auto import tqdm
 
 from sqil_lightning.demos import DemoError, DemoFileNotFoundError, DemoSet
-from sqil_lightning.envs import make_env
+from sqil_lightning.car_racing import TrackFollower
+from sqil_lightning.envs import attach_simulator, make_env, make_gym_env
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.learner import OffPolicyLearner
+from sqil_lightning.pixels import PixelPipeline
 
 # How to make an expert checkpoint, for error messages.
 TRAIN_EXPERT_HINT = (
@@ -54,6 +56,7 @@ class ScriptedLunarLander(TensorDictModuleBase):
 
 EXPERTS: dict[str, type[TensorDictModuleBase]] = {
     "lunarlander_scripted": ScriptedLunarLander,
+    "carracing_scripted": TrackFollower,
 }
 
 
@@ -77,9 +80,13 @@ def record_demos(
     seed: int,
     source: str,
     max_steps: int = 100_000,
+    pixels: PixelPipeline | None = None,
 ) -> DemoSet:
-    """Run ``policy`` for whole episodes (episode i reset with seed ``seed + i``) and keep them all."""
-    env = make_env(env_id)
+    """Run ``policy`` for whole episodes (episode i reset with seed ``seed + i``) and keep them all,
+    observed through ``pixels`` for image tasks."""
+    gym_env = make_gym_env(env_id)
+    attach_simulator(policy, gym_env)
+    env = make_env(env_id, gym_env=gym_env, pixels=pixels)
     rollouts = []
     with torch.no_grad():
         for i in tqdm(range(episodes), desc=f"recording {source} demos", unit="episode", leave=False):
@@ -91,9 +98,11 @@ def record_demos(
     )
 
 
-def generate_expert_demos(expert: str, episodes: int, seed: int, out: str | Path) -> DemoSet:
-    """Record ``episodes`` episodes of a built-in expert and save them to ``out``."""
-    demos = record_demos(expert_env_id(expert), make_expert(expert), episodes, seed, source=expert)
+def generate_expert_demos(
+    expert: str, episodes: int, seed: int, out: str | Path, pixels: PixelPipeline | None = None
+) -> DemoSet:
+    """Record ``episodes`` episodes of a built-in expert (observed through ``pixels``) into ``out``."""
+    demos = record_demos(expert_env_id(expert), make_expert(expert), episodes, seed, source=expert, pixels=pixels)
     demos.save(out)
     return demos
 
@@ -126,18 +135,20 @@ def record_checkpoint_demos(
     out: str | Path,
     deterministic: bool = True,
     expected_env_id: str | None = None,
+    pixels: PixelPipeline | None = None,
 ) -> DemoSet:
     """Record ``episodes`` episodes of a trained checkpoint into the demo file ``out``.
 
     ``deterministic`` acts with the learner's deterministic policy (argmax Q, or SAC's mean
     action); otherwise the expert samples from its stochastic policy, as the paper's Humanoid expert did.
-    ``expected_env_id`` rejects a checkpoint trained on another env.
+    ``expected_env_id`` rejects a checkpoint trained on another env; ``pixels`` is the image
+    pipeline the demos are observed through (the checkpoint's own, for an image expert).
     """
     learner, env_id = load_learner(checkpoint)
     if expected_env_id is not None and env_id != expected_env_id:
         raise ConfigError(f"expert checkpoint {checkpoint} was trained on {env_id}, not data.env_id = {expected_env_id!r}")
     policy = learner.policy(deterministic=deterministic)
     acting = learner.deterministic_label if deterministic else "stochastic"
-    demos = record_demos(env_id, policy, episodes, seed, source=f"checkpoint {checkpoint} ({acting})")
+    demos = record_demos(env_id, policy, episodes, seed, source=f"checkpoint {checkpoint} ({acting})", pixels=pixels)
     demos.save(out)
     return demos

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import LazyTensorStorage, OfflineToOnlineReplayBuffer, RandomSampler, ReplayBuffer
+from torchrl.data import LazyMemmapStorage, LazyTensorStorage, OfflineToOnlineReplayBuffer, RandomSampler, ReplayBuffer
 
 from sqil_lightning.errors import ConfigError
 
@@ -75,20 +75,40 @@ def keep_env_rewards(batch: TensorDictBase) -> TensorDict:
     return out.select(*TRANSITION_KEYS)
 
 
-def make_online_buffer(capacity: int) -> ReplayBuffer:
+# An online partition larger than this lives in memory-mapped files rather than in RAM.
+MEMMAP_ABOVE_BYTES = 2**30
+# What a row stores besides its two observations (action, reward, flags, is_demo, episode stats).
+ROW_OVERHEAD_BYTES = 64
+
+
+def online_storage(capacity: int, observation_bytes: int) -> LazyTensorStorage:
+    """Storage of the agent's rows: RAM, or memory-mapped files (`LazyMemmapStorage`, anonymous,
+    deleted with the process) once ``capacity`` rows of two ``observation_bytes`` observations
+    would exceed `MEMMAP_ABOVE_BYTES`: image replays then sit in the OS page cache, which can
+    spill to disk, instead of pinning gigabytes of the process's memory."""
+    row_bytes = 2 * observation_bytes + ROW_OVERHEAD_BYTES
+    if capacity * row_bytes > MEMMAP_ABOVE_BYTES:
+        return LazyMemmapStorage(capacity)
+    return LazyTensorStorage(capacity)
+
+
+def make_online_buffer(capacity: int, observation_bytes: int) -> ReplayBuffer:
     """The replay of plain RL (reward source ``env``): the agent's rows only, oldest evicted first."""
-    return ReplayBuffer(storage=LazyTensorStorage(capacity), sampler=RandomSampler())
+    return ReplayBuffer(storage=online_storage(capacity, observation_bytes), sampler=RandomSampler())
 
 
 def make_sqil_buffer(
     demos: TensorDictBase, online_capacity: int, demo_fraction: float, batch_size: int
 ) -> OfflineToOnlineReplayBuffer:
-    """A buffer whose demo partition holds ``demos`` (already relabelled) and is never written again."""
+    """A buffer whose demo partition holds ``demos`` (already relabelled) and is never written again;
+    the online partition's storage follows `online_storage`."""
     demo_partition = ReplayBuffer(storage=LazyTensorStorage(len(demos)), sampler=RandomSampler())
     demo_partition.extend(demos)
+    observation = demos["observation"]
+    observation_bytes = observation.element_size() * observation[0].numel()
     return OfflineToOnlineReplayBuffer(
         demo_partition,
-        online_capacity=online_capacity,
+        online_storage=online_storage(online_capacity, observation_bytes),
         offline_fraction=demo_fraction,
         batch_size=batch_size,
     )

@@ -12,29 +12,27 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 import torch
-from tensordict import TensorDict
 from tensordict.nn import TensorDictModuleBase
 
-from sqil_lightning.envs import make_gym_env
+from sqil_lightning.envs import attach_simulator, make_env, make_gym_env
+from sqil_lightning.pixels import PixelPipeline
 
 
-def render_episode(env_id: str, policy: TensorDictModuleBase, seed: int, max_steps: int = 1_000) -> np.ndarray:
-    """Frames [T, H, W, 3] of one episode of ``policy`` from ``reset(seed=seed)``.
-
-    The env is stepped through gymnasium directly (not TorchRL) because only gymnasium renders.
-    """
-    env = make_gym_env(env_id, render_mode="rgb_array")
+def render_episode(
+    env_id: str, policy: TensorDictModuleBase, seed: int, max_steps: int = 1_000, pixels: PixelPipeline | None = None
+) -> np.ndarray:
+    """Frames [T, H, W, 3] of one episode of ``policy`` from ``reset(seed=seed)``, rendered by
+    gymnasium (only gymnasium renders) while the policy sees the TorchRL env's observations."""
+    gym_env = make_gym_env(env_id, render_mode="rgb_array")
+    attach_simulator(policy, gym_env)
+    env = make_env(env_id, gym_env=gym_env, pixels=pixels)
     try:
-        observation, _ = env.reset(seed=seed)
-        frames = [env.render()]
-        for _ in range(max_steps):
-            step_input = TensorDict({"observation": torch.as_tensor(observation, dtype=torch.float32)}, [])
-            with torch.no_grad():
-                action = policy(step_input)["action"].numpy()
-            observation, _, terminated, truncated, _ = env.step(action)
-            frames.append(env.render())
-            if terminated or truncated:
-                break
+        start = env.reset(seed=seed)
+        frames = [gym_env.render()]
+        with torch.no_grad():
+            env.rollout(
+                max_steps, policy, auto_reset=False, tensordict=start, callback=lambda *_: frames.append(gym_env.render())
+            )
     finally:
         env.close()
     return np.stack(frames)

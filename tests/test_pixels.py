@@ -1,0 +1,163 @@
+"""Image observations: the pixel pipeline from env to batch, uint8 storage, Car Racing's pieces."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sqil_lightning.car_racing import ENV_ID, RotatedStart, TrackFollower
+from sqil_lightning.cli import main
+from sqil_lightning.datamodule import SQILDataModule
+from sqil_lightning.demos import DemoSet
+from sqil_lightning.envs import attach_simulator, env_spaces, make_env, make_gym_env
+from sqil_lightning.errors import ConfigError
+from sqil_lightning.networks import build_network
+from sqil_lightning.pixels import PixelPipeline
+from sqil_lightning.replay import online_storage, relabel_online_rewards
+
+REPO = Path(__file__).resolve().parents[1]
+CAR_RACING = PixelPipeline(size=64, grayscale=False, frame_stack=1)
+
+
+def _expert_rollout(pixels: PixelPipeline, steps: int, seed: int = 0):
+    """``steps`` env steps of the track follower, observed through ``pixels``."""
+    gym_env = make_gym_env(ENV_ID, max_episode_steps=steps)
+    expert = TrackFollower()
+    attach_simulator(expert, gym_env)
+    env = make_env(ENV_ID, gym_env=gym_env, pixels=pixels)
+    with torch.no_grad():
+        rollout = env.rollout(steps, expert, auto_reset=False, tensordict=env.reset(seed=seed))
+    env.close()
+    return rollout
+
+
+@pytest.fixture(scope="module")
+def car_racing_demo_file(tmp_path_factory) -> Path:
+    """Two 40-step Car Racing episodes of the scripted expert as 64x64 RGB frames."""
+    rollouts = [_expert_rollout(CAR_RACING, 40, seed=s) for s in (0, 1)]
+    path = tmp_path_factory.mktemp("demos") / "carracing.npz"
+    DemoSet.from_rollouts(rollouts, metadata={"env_id": ENV_ID, "source": "test"}).save(path)
+    return path
+
+
+def test_pipeline_turns_car_racing_frames_into_uint8_channels_first_images():
+    rollout = _expert_rollout(PixelPipeline(size=64), steps=5)
+    assert rollout["observation"].shape == (5, 3, 64, 64)
+    assert rollout["observation"].dtype == torch.uint8
+    assert rollout["next", "observation"].shape == (5, 3, 64, 64)
+    # Grayscale and stacking change the channel count; the spec the learner is built from agrees.
+    pixels = PixelPipeline(size=48, grayscale=True, frame_stack=4)
+    assert env_spaces(ENV_ID, pixels).observation_shape == (4, 48, 48)
+    assert _expert_rollout(pixels, steps=3)["observation"].shape == (3, 4, 48, 48)
+
+
+def test_resize_keeps_the_picture():
+    # A downscaled frame is the full frame averaged over 1.5x1.5 blocks: the mean colour survives.
+    full = _expert_rollout(PixelPipeline(size=None), steps=30)["observation"][-1].float()
+    small = _expert_rollout(PixelPipeline(size=64), steps=30)["observation"][-1].float()
+    assert full.shape == (3, 96, 96)
+    assert torch.allclose(full.mean(dim=(1, 2)), small.mean(dim=(1, 2)), atol=2.0)
+
+
+def test_frame_stack_holds_the_newest_frames_oldest_first():
+    single = _expert_rollout(PixelPipeline(size=32, grayscale=True), steps=6)["next", "observation"]
+    stacked = _expert_rollout(PixelPipeline(size=32, grayscale=True, frame_stack=3), steps=6)
+    frames = single[:, 0]  # the frame after each step, [6, 32, 32]
+    for t in range(2, 6):
+        assert torch.equal(stacked["next", "observation"][t], frames[t - 2 : t + 1])
+    # The first observation repeats the reset frame ("same" padding) rather than showing black.
+    first = stacked["observation"][0]
+    assert torch.equal(first[0], first[2]) and first.float().mean() > 10
+
+
+def test_demo_file_keeps_uint8_frames_exactly(car_racing_demo_file):
+    demos = DemoSet.load(car_racing_demo_file)
+    assert demos.observations.dtype == np.uint8 and demos.observations.shape[1:] == (3, 64, 64)
+    rows = demos.to_tensordict()
+    assert rows["observation"].dtype == torch.uint8
+    assert np.array_equal(rows["next", "observation"].numpy(), demos.next_observations)
+    # Consecutive rows of an episode chain: the next frame of row t is the frame of row t + 1.
+    assert np.array_equal(demos.next_observations[:-1][demos.episode_ids[:-1] == demos.episode_ids[1:]],
+                          demos.observations[1:][demos.episode_ids[:-1] == demos.episode_ids[1:]])  # fmt: skip
+
+
+def test_large_image_replay_is_memory_mapped_and_round_trips_uint8():
+    frame_bytes = 3 * 64 * 64
+    assert type(online_storage(1000, frame_bytes)).__name__ == "LazyTensorStorage"
+    storage = online_storage(100_000, frame_bytes)  # 2.5 GB of frames
+    assert type(storage).__name__ == "LazyMemmapStorage"
+    rows = _expert_rollout(CAR_RACING, steps=8)
+    storage.set(torch.arange(8), rows)
+    back = storage.get(torch.arange(8))
+    assert back["observation"].dtype == torch.uint8
+    assert torch.equal(back["observation"], rows["observation"])
+    assert torch.equal(back["next", "observation"], rows["next", "observation"])
+
+
+def test_batches_reach_the_network_as_uint8_and_train_it(car_racing_demo_file):
+    datamodule = SQILDataModule(
+        env_id=ENV_ID, demo_path=str(car_racing_demo_file), demo_expert=None, batch_size=8,
+        online_capacity=100, pixels={"size": 64, "grayscale": False, "frame_stack": 1},
+    )  # fmt: skip
+    datamodule.setup("fit")
+    datamodule.buffer.extend(relabel_online_rewards(_expert_rollout(CAR_RACING, steps=10)))
+    batch = next(iter(datamodule._batches))
+    assert batch["observation"].dtype == torch.uint8 and batch["observation"].shape == (8, 3, 64, 64)
+    net = build_network(datamodule.observation_shape, 3, [16], encoder="car_racing_cnn")
+    q = net(batch["observation"])
+    assert q.dtype == torch.float32 and q.shape == (8, 3)
+    q.sum().backward()
+    assert net.encoder[0].weight.grad.abs().sum() > 0
+
+
+def test_pixels_on_a_vector_env_is_a_clear_error():
+    with pytest.raises(ConfigError, match="not image frames"):
+        env_spaces("LunarLander-v3", PixelPipeline())
+    with pytest.raises(ConfigError, match="data.pixels"):
+        PixelPipeline.from_config({"size": 64, "stack": 4})
+
+
+def test_rotated_start_faces_perpendicular_to_the_track():
+    env = make_gym_env(ENV_ID, start_shift=RotatedStart())
+    aligned = make_gym_env(ENV_ID)
+    for seed in range(3):
+        env.reset(seed=seed)
+        aligned.reset(seed=seed)
+        car, track = env.unwrapped.car.hull, env.unwrapped.track
+        heading = track[0][1]
+        turn = math.remainder(car.angle - heading, 2 * math.pi)
+        # Within 6°: the reset's physics step lets the wheels' joints settle (measured 87°).
+        assert turn == pytest.approx(math.pi / 2, abs=0.1)
+        # Same place as the aligned start, which itself points along the track.
+        assert (car.position - aligned.unwrapped.car.hull.position).length < 0.1
+        assert math.remainder(aligned.unwrapped.car.hull.angle - heading, 2 * math.pi) == pytest.approx(0, abs=0.02)
+    env.close()
+    aligned.close()
+
+
+def test_track_follower_drives_along_the_track():
+    rollout = _expert_rollout(CAR_RACING, steps=150)
+    # Each new tile is worth 1000/N points, each step costs 0.1: following the road pays.
+    assert rollout["next", "episode_reward"][-1].item() > 20
+
+
+def test_short_car_racing_fit_runs_on_cpu(car_racing_demo_file, tmp_path):
+    args = [
+        "fit", "--config", str(REPO / "conf" / "carracing.yaml"),
+        "--wandb.mode", "disabled", "--trainer.max_steps", "12", "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
+        "--data.demo_path", str(car_racing_demo_file), "--data.demo_expert", "null",
+        "--data.initial_frames", "20", "--data.batch_size", "8", "--data.online_capacity", "1000",
+        "--evaluation.every_n_steps", "1000", "--evaluation.final_episodes", "0",
+        "--checkpoint.every_n_train_steps", "6",
+    ]  # fmt: skip
+    main(args)
+    checkpoint = next(tmp_path.rglob("last.ckpt"))
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert state["global_step"] == 12
+    assert any("encoder" in key for key in state["state_dict"])
+    assert "encoder: car_racing_cnn" in next(tmp_path.rglob("config.yaml")).read_text()
