@@ -2,9 +2,9 @@
 
 Fills the online replay storage the trainer builds (`replay.online_storage`) with real rows: env
 steps through the project's TorchRL pipeline, relabelled as SQIL stores them. Layouts: vector
-LunarLander (float32), Car Racing as configured (64x64 RGB, uint8) and an Atari-shaped stack (4
-grayscale 84x84 frames, uint8; made from Car Racing frames, which have the same stored shape as
-Pong's). The memory budget is this machine's RAM.
+LunarLander (float32), Car Racing as configured (64x64 RGB, uint8) and Atari's stack of 4
+grayscale 84x84 frames (conf/pong.yaml), both as the env observes it and one frame a row as the
+trainer stores it (`frame_replay.StackedFrames`). The memory budget is this machine's RAM.
 
     python benchmarks/replay_memory.py --write
 """
@@ -21,24 +21,32 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_file import append_section, machine_line  # noqa: E402
 
+from sqil_lightning import atari  # noqa: E402
 from sqil_lightning.car_racing import ENV_ID as CAR_RACING  # noqa: E402
 from sqil_lightning.envs import make_env  # noqa: E402
+from sqil_lightning.frame_replay import StackedFrames  # noqa: E402
 from sqil_lightning.pixels import PixelPipeline  # noqa: E402
 from sqil_lightning.replay import online_storage, relabel_online_rewards  # noqa: E402
 
 LAYOUTS = {
     "LunarLander-v3, 8 float32": ("LunarLander-v3", None),
     "Car Racing, 3x64x64 uint8 (conf/carracing.yaml)": (CAR_RACING, PixelPipeline(size=64)),
-    "Atari-shaped, 4x84x84 uint8 (4 stacked grayscale frames)": (CAR_RACING, PixelPipeline(size=84, grayscale=True, frame_stack=4)),
+    "Atari, 4x84x84 uint8 stacks stored whole": (atari.ENV_ID, PixelPipeline(size=None, frame_stack=4)),
+    "Atari, 4x84x84 uint8, one frame a row (what the trainer stores)": (atari.ENV_ID, PixelPipeline(size=None, frame_stack=4)),
 }
+ONE_FRAME_A_ROW = "one frame a row"
 MILLION = 1_000_000
 
 
-def stored_row_bytes(env_id: str, pixels: PixelPipeline | None, steps: int = 20) -> tuple[int, int, str]:
+def stored_row_bytes(env_id: str, pixels: PixelPipeline | None, compact: bool, steps: int = 20) -> tuple[int, int, str]:
     """(bytes of one stored row, bytes of its observation, the storage class 1M rows would get)."""
     env = make_env(env_id, seed=0, pixels=pixels)
-    rows = relabel_online_rewards(env.rollout(steps))
+    collected = env.rollout(steps)
     env.close()
+    rows = relabel_online_rewards(collected)
+    if compact:
+        frames = StackedFrames(pixels.frame_stack, collected["observation"].shape[-3] // pixels.frame_stack)
+        rows = frames.compact(rows, collected["step_count"].reshape(-1))
     storage = online_storage(steps, 0)
     storage.set(torch.arange(steps), rows)
     observation = rows["observation"][0]
@@ -59,7 +67,7 @@ def main() -> None:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, (env_id, pixels) in LAYOUTS.items():
-        row, observation, storage = stored_row_bytes(env_id, pixels)
+        row, observation, storage = stored_row_bytes(env_id, pixels, compact=ONE_FRAME_A_ROW in name)
         total = row * MILLION
         lines.append(f"| {name} | {observation:,} | {row:,} | {total / 1e9:.1f} GB | {storage} | {total / ram:.0%} |")
     print("\n".join(lines))

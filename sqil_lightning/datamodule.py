@@ -26,6 +26,7 @@ from sqil_lightning.checkpoint_io import checkpoint_dir
 from sqil_lightning.demos import DemoFileNotFoundError, DemoSet
 from sqil_lightning.envs import env_spaces, has_success, make_env, make_gym_env
 from sqil_lightning.errors import ConfigError
+from sqil_lightning.frame_replay import StackedFrames
 from sqil_lightning.experts import (
     EXPERTS,
     TRAIN_EXPERT_HINT,
@@ -153,6 +154,7 @@ class SQILDataModule(LightningDataModule):
         self._recent_returns: deque[float] = deque(maxlen=20)
         self._recent_successes: deque[bool] = deque(maxlen=20)
         self._eval_env: EnvBase | None = None
+        self._frames: StackedFrames | None = None  # set in `setup` for frame-stacked pixels
         self._restored_rng: dict[str, Any] | None = None  # RNG states of the checkpoint resumed from
         self._episode: ResumableEpisode | None = None  # the training env, whose episode a checkpoint saves
         self._restored_episode: dict[str, Any] | None = None
@@ -261,14 +263,20 @@ class SQILDataModule(LightningDataModule):
         if self.buffer is not None:
             return
         hp = self.hparams
+        stack = self.pixels.frame_stack if self.pixels is not None else 1
+        # Stacked frames are stored one frame a row and re-stacked when drawn (`frame_replay`).
+        self._frames = StackedFrames(stack, self.observation_shape[0] // stack) if stack > 1 else None
         if self.uses_demos:
-            demos = relabel_demo_rewards(self.load_demos().to_tensordict(), hp.demo_reward, hp.gamma, hp.absorbing_reward)
+            demo_set = self.load_demos()
+            demos = relabel_demo_rewards(demo_set.to_tensordict(), hp.demo_reward, hp.gamma, hp.absorbing_reward)
+            if self._frames is not None:
+                demos = self._frames.compact(demos, torch.as_tensor(demo_set.steps_into_episode()))
             self.buffer = make_sqil_buffer(demos, hp.online_capacity, hp.demo_fraction, hp.batch_size)
         else:
             # Image frames are stored as uint8 (1 byte each), vector observations as float32.
-            observation_bytes = int(np.prod(self.observation_shape)) * (1 if self.pixels is not None else 4)
+            observation_bytes = int(np.prod(self.observation_shape)) * (1 if self.pixels is not None else 4) // stack
             self.buffer = make_online_buffer(hp.online_capacity, observation_bytes)
-        self._batches = BalancedBatches(self.buffer, hp.batch_size, hp.sample_chunk)
+        self._batches = BalancedBatches(self.buffer, hp.batch_size, hp.sample_chunk, self._frames)
 
     def make_env(self, seed: int) -> EnvBase:
         """A fresh env of the configured task (for evaluation and rollouts)."""
@@ -349,7 +357,10 @@ class SQILDataModule(LightningDataModule):
         Returns statistics of the episodes that ended in these steps (empty if none ended).
         """
         batch = next(self._collector_iter)
-        self.buffer.extend(relabel_online_rewards(batch) if self.uses_demos else keep_env_rewards(batch))
+        rows = relabel_online_rewards(batch) if self.uses_demos else keep_env_rewards(batch)
+        if self._frames is not None:
+            rows = self._frames.compact(rows, batch["step_count"].reshape(-1))
+        self.buffer.extend(rows)
         self.env_steps += batch.numel()
         done = batch["next", "done"].reshape(-1)
         if not done.any():
@@ -382,6 +393,7 @@ class SQILDataModule(LightningDataModule):
         (see `replay_snapshot`)."""
         state: dict[str, Any] = {
             "env_steps": self.env_steps,
+            "stacked_frames": self._frames.state_dict() if self._frames is not None else None,
             "recent_returns": list(self._recent_returns),
             "recent_successes": list(self._recent_successes),
         }
@@ -406,6 +418,8 @@ class SQILDataModule(LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.env_steps = int(state_dict["env_steps"])
+        if self._frames is not None:
+            self._frames.load_state_dict(state_dict["stacked_frames"])
         self._recent_returns.extend(state_dict.get("recent_returns", []))
         self._recent_successes.extend(state_dict.get("recent_successes", []))
         if "replay_step" in state_dict:

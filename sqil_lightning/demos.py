@@ -104,6 +104,12 @@ class DemoSet:
     def num_episodes(self) -> int:
         return int(np.unique(self.episode_ids).size)
 
+    def steps_into_episode(self) -> np.ndarray:
+        """Each row's step count since its episode's first row (0 there)."""
+        starts = np.flatnonzero(np.r_[True, np.diff(self.episode_ids) != 0])
+        lengths = np.diff(np.r_[starts, len(self)])
+        return np.arange(len(self)) - np.repeat(starts, lengths)
+
     def episode_returns(self) -> np.ndarray:
         """The env return of each episode, in episode order."""
         _, inverse = np.unique(self.episode_ids, return_inverse=True)

@@ -15,12 +15,13 @@ import numpy as np
 from torchrl.envs import Compose, DoubleToFloat, EnvBase, GymWrapper, RewardSum, TransformedEnv
 from torchrl.envs.libs.gym import default_info_dict_reader
 
-from sqil_lightning import car_racing
+from sqil_lightning import atari, car_racing
 from sqil_lightning.demos import EnvSpaces
 from sqil_lightning.errors import UserInputError
 from sqil_lightning.pixels import PixelPipeline
 from sqil_lightning.start_states import ShiftedStarts, StartShift
 
+atari.register()
 car_racing.register()
 
 
@@ -58,7 +59,7 @@ SUCCESS_WRAPPERS: dict[str, Callable[[gym.Env], gym.Wrapper]] = {
 
 
 # The tasks the project ships configs for, suggested when an env id is unknown.
-PROJECT_ENV_IDS = ("LunarLander-v3", "Pendulum-v1", "HalfCheetah-v5", "Humanoid-v5", car_racing.ENV_ID)
+PROJECT_ENV_IDS = ("LunarLander-v3", "Pendulum-v1", "HalfCheetah-v5", "Humanoid-v5", car_racing.ENV_ID, atari.ENV_ID)
 
 
 def _success_wrapper(env_id: str) -> Callable[[gym.Env], gym.Wrapper] | None:
@@ -110,7 +111,10 @@ def make_env(
     if has_success(env_id):
         base.set_info_dict_reader(default_info_dict_reader(["success"]))
     # MuJoCo observations are float64; the networks and demo files are float32.
-    observation_steps = pixels.transforms() if pixels is not None else [DoubleToFloat()]
+    if pixels is not None:
+        observation_steps = pixels.transforms("pixels" if "pixels" in base.observation_spec.keys() else "observation")
+    else:
+        observation_steps = [DoubleToFloat()]
     env = TransformedEnv(base, Compose(*observation_steps, RewardSum()))
     if seed is not None:
         env.set_seed(seed)

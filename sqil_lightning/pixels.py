@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from tensordict import TensorDictBase
 from torchrl.data.tensor_specs import Bounded, TensorSpec
-from torchrl.envs.transforms import CatFrames, GrayScale, ObservationTransform, PermuteTransform, RenameTransform, Transform
+from torchrl.envs.transforms import CatFrames, GrayScale, ObservationTransform, PermuteTransform, RenameTransform, StepCounter, Transform
 from torchrl.envs.transforms._base import _apply_to_composite
 
 from sqil_lightning.errors import ConfigError
@@ -80,20 +80,21 @@ class PixelPipeline:
             )
         return cls(**spec)
 
-    def transforms(self) -> list[Transform]:
+    def transforms(self, frame_key: str = "observation") -> list[Transform]:
         """The TorchRL transforms, in order, for a `GymWrapper` env observing uint8 frames [H, W, C]
-        (which it names ``pixels``; the project reads ``observation`` everywhere)."""
-        steps: list[Transform] = [
-            RenameTransform(in_keys=["pixels"], out_keys=OBSERVATION_KEYS),
-            PermuteTransform((-1, -3, -2), in_keys=OBSERVATION_KEYS),
-        ]
+        under ``frame_key`` (TorchRL names RGB frames ``pixels``; the project reads ``observation``)."""
+        steps: list[Transform] = []
+        if frame_key != "observation":
+            steps.append(RenameTransform(in_keys=[frame_key], out_keys=OBSERVATION_KEYS))
+        steps.append(PermuteTransform((-1, -3, -2), in_keys=OBSERVATION_KEYS))
         if self.size is not None:
             steps.append(ResizeFrames(self.size))
         if self.grayscale:
             steps.append(GrayScale(in_keys=OBSERVATION_KEYS))
         if self.frame_stack > 1:
-            # "same" padding: the first observation of an episode repeats the reset frame.
-            steps.append(CatFrames(self.frame_stack, dim=-3, in_keys=OBSERVATION_KEYS))
+            # "same" padding: the first observation of an episode repeats the reset frame. The
+            # step count tells the replay how far back a stack reaches (`frame_replay`).
+            steps += [CatFrames(self.frame_stack, dim=-3, in_keys=OBSERVATION_KEYS), StepCounter()]
         return steps
 
     def check_env_shape(self, env_id: str, shape: Sequence[int]) -> None:

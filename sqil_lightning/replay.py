@@ -19,6 +19,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, OfflineToOnlineReplayBuffer, RandomSampler, ReplayBuffer
 
 from sqil_lightning.errors import ConfigError
+from sqil_lightning.frame_replay import StackedFrames
 
 # Where rewards come from: `sqil` relabels (demos r, agent 0), `env` keeps the env's own reward.
 REWARD_SOURCES = ("sqil", "env")
@@ -129,13 +130,16 @@ class BalancedBatches:
     gradient steps later.
     """
 
-    def __init__(self, buffer: OfflineToOnlineReplayBuffer | ReplayBuffer, batch_size: int, chunk: int) -> None:
+    def __init__(
+        self, buffer: OfflineToOnlineReplayBuffer | ReplayBuffer, batch_size: int, chunk: int, frames: StackedFrames | None = None
+    ) -> None:
         balanced = isinstance(buffer, OfflineToOnlineReplayBuffer)
         self.demos = buffer.offline_buffer if balanced else None
         self.online = buffer.online_buffer if balanced else buffer
         self.demo_rows = round(buffer.offline_fraction * batch_size) if balanced else 0
         self.batch_size = batch_size
         self.chunk = chunk
+        self.frames = frames  # re-stacks frame-stacked rows as they are drawn
         self._drawn: deque[TensorDict] = deque()  # the current chunk's batches not yielded yet
         self._last: TensorDict | None = None  # the newest yielded batch
 
@@ -144,12 +148,15 @@ class BalancedBatches:
         if len(self.online) == 0:
             raise RuntimeError("the online partition is empty: collect experience before sampling balanced batches")
         if self.demos is None:
-            return list(self.online.sample(n_online * self.chunk).reshape(self.chunk, n_online).unbind(0))
+            return list(self._draw(self.online, n_online * self.chunk).reshape(self.chunk, n_online).unbind(0))
         # Demo rows are drawn first: the order of the two draws fixes the random stream that the
         # seeded results in docs/results.md were measured with.
-        demo = self.demos.sample(self.demo_rows * self.chunk).reshape(self.chunk, self.demo_rows)
-        online = self.online.sample(n_online * self.chunk).reshape(self.chunk, n_online)
+        demo = self._draw(self.demos, self.demo_rows * self.chunk).reshape(self.chunk, self.demo_rows)
+        online = self._draw(self.online, n_online * self.chunk).reshape(self.chunk, n_online)
         return list(torch.cat([demo, online], dim=1).unbind(0))
+
+    def _draw(self, partition: ReplayBuffer, rows: int) -> TensorDict:
+        return partition.sample(rows) if self.frames is None else self.frames.sample(partition, rows)
 
     def __iter__(self) -> Iterator[TensorDict]:
         while True:

@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tensordict import TensorDict
+from torchrl.data import LazyTensorStorage, RandomSampler, ReplayBuffer
 
+from sqil_lightning import atari
 from sqil_lightning.car_racing import ENV_ID, RotatedStart, TrackFollower
 from sqil_lightning.cli import main
 from sqil_lightning.datamodule import SQILDataModule
@@ -17,6 +20,7 @@ from sqil_lightning.envs import attach_simulator, env_spaces, make_env, make_gym
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.networks import build_network
 from sqil_lightning.pixels import PixelPipeline
+from sqil_lightning.frame_replay import StackedFrames
 from sqil_lightning.replay import online_storage, relabel_online_rewards
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,19 +149,88 @@ def test_track_follower_drives_along_the_track():
     assert rollout["next", "episode_reward"][-1].item() > 20
 
 
-def test_short_car_racing_fit_runs_on_cpu(car_racing_demo_file, tmp_path):
-    args = [
-        "fit", "--config", str(REPO / "conf" / "carracing.yaml"),
-        "--wandb.mode", "disabled", "--trainer.max_steps", "12", "--trainer.enable_progress_bar", "false",
+def _short_fit_args(config: str, tmp_path: Path, steps: int = 12, overlay: str | None = None) -> list[str]:
+    """A `fit` of ``steps`` gradient steps on ``config`` (then ``overlay``) with tiny batches, no evaluation."""
+    overlays = ["--config", str(REPO / "conf" / overlay)] if overlay else []
+    return [
+        "fit", "--config", str(REPO / "conf" / config), *overlays,
+        "--wandb.mode", "disabled", "--trainer.max_steps", str(steps), "--trainer.enable_progress_bar", "false",
         "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
-        "--data.demo_path", str(car_racing_demo_file), "--data.demo_expert", "null",
         "--data.initial_frames", "20", "--data.batch_size", "8", "--data.online_capacity", "1000",
         "--evaluation.every_n_steps", "1000", "--evaluation.final_episodes", "0",
-        "--checkpoint.every_n_train_steps", "6",
+        "--checkpoint.every_n_train_steps", str(steps // 2),
     ]  # fmt: skip
-    main(args)
+
+
+def _trained_steps(tmp_path: Path) -> int:
     checkpoint = next(tmp_path.rglob("last.ckpt"))
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    assert state["global_step"] == 12
-    assert any("encoder" in key for key in state["state_dict"])
+    return torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
+
+
+def test_short_car_racing_fit_runs_on_cpu(car_racing_demo_file, tmp_path):
+    main([*_short_fit_args("carracing.yaml", tmp_path), "--data.demo_path", str(car_racing_demo_file), "--data.demo_expert", "null"])
+    assert _trained_steps(tmp_path) == 12
     assert "encoder: car_racing_cnn" in next(tmp_path.rglob("config.yaml")).read_text()
+
+
+def test_short_pong_fit_runs_on_cpu(tmp_path):
+    # Demos: one 30-step Pong episode of random play through the config's pipeline (4 stacked frames).
+    pixels = PixelPipeline(size=None, frame_stack=4)
+    env = make_env(atari.ENV_ID, gym_env=make_gym_env(atari.ENV_ID, max_episode_steps=30), pixels=pixels)
+    rollout = env.rollout(30, auto_reset=False, tensordict=env.reset(seed=0))
+    demo_path = tmp_path / "pong.npz"
+    DemoSet.from_rollouts([rollout], metadata={"env_id": atari.ENV_ID, "source": "random"}).save(demo_path)
+    main([*_short_fit_args("pong.yaml", tmp_path / "run"), "--data.demo_path", str(demo_path), "--data.demo_expert", "null"])
+    assert _trained_steps(tmp_path / "run") == 12
+
+
+def test_pong_expert_overlay_trains_from_the_game_reward(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(_short_fit_args("pong.yaml", tmp_path / "run", steps=6, overlay="experts/pong.yaml"))
+    # Where conf/pong.yaml's data.demo_expert records the demos from.
+    assert (tmp_path / "experts" / atari.ENV_ID / "last.ckpt").is_file()
+
+
+# --- frame-stacked replay (sqil_lightning.frame_replay) -------------------------------------------
+
+
+def _stacked_rows(steps: int, episode_steps: int) -> TensorDict:
+    """``steps`` rows of random play, 3 stacked 32x32 grayscale frames, episodes of ``episode_steps``."""
+    pixels = PixelPipeline(size=32, grayscale=True, frame_stack=3)
+    env = make_env(ENV_ID, gym_env=make_gym_env(ENV_ID, max_episode_steps=episode_steps), pixels=pixels)
+    torch.manual_seed(0)
+    rows = env.rollout(steps, break_when_any_done=False, tensordict=env.reset(seed=0))
+    env.close()
+    return rows
+
+
+def _replay_of(rows, capacity: int) -> tuple[StackedFrames, ReplayBuffer]:
+    frames = StackedFrames(frame_stack=3, frame_channels=1)
+    buffer = ReplayBuffer(storage=LazyTensorStorage(capacity), sampler=RandomSampler())
+    buffer.extend(frames.compact(relabel_online_rewards(rows), rows["step_count"].reshape(-1)))
+    return frames, buffer
+
+
+def test_stacked_replay_stores_one_frame_a_row_and_rebuilds_the_observed_stacks():
+    rows = _stacked_rows(steps=25, episode_steps=10)  # episodes restart at rows 10 and 20
+    assert rows["step_count"][10].item() == 0 and torch.equal(rows["observation"][10, 0], rows["observation"][10, 2])
+    frames, buffer = _replay_of(rows, capacity=100)
+    assert buffer.storage.get(0)["observation"].shape == (1, 32, 32)
+    rebuilt = frames.restack(buffer.storage, torch.arange(25))
+    # Every row comes back as the stacks the agent saw, episode starts (repeated frames) included.
+    assert torch.equal(rebuilt["observation"], rows["observation"])
+    assert torch.equal(rebuilt["next", "observation"], rows["next", "observation"])
+    drawn = frames.sample(buffer, 64)
+    assert drawn["observation"].shape == (64, 3, 32, 32) and drawn["observation"].dtype == torch.uint8
+
+
+def test_stacked_replay_pads_stacks_whose_older_frames_were_overwritten():
+    rows = _stacked_rows(steps=30, episode_steps=100)  # one episode; the storage keeps rows 14..29
+    frames, buffer = _replay_of(rows, capacity=16)
+    steps = torch.arange(14, 30)
+    rebuilt = frames.restack(buffer.storage, steps % 16)
+    assert torch.equal(rebuilt["observation"][2:], rows["observation"][16:])
+    newest = rows["observation"][:, -1]
+    # Rows 14 and 15 reach back past the oldest surviving row: they repeat its frame.
+    assert torch.equal(rebuilt["observation"][0], newest[[14, 14, 14]])
+    assert torch.equal(rebuilt["observation"][1], newest[[14, 14, 15]])
