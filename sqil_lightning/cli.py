@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from sqil_lightning.envs import env_spaces
 from sqil_lightning.errors import ConfigError, TrainingDivergedError, TrainingStopped, UserInputError
 from sqil_lightning.experts import EXPERTS, generate_expert_demos, record_checkpoint_demos
 from sqil_lightning.minari_demos import load_minari_demos
+from sqil_lightning.pixels import PixelPipeline
 from sqil_lightning.plots import plot_metrics
 from sqil_lightning.study import StudyRunFailed, StudySpec, run_study
 from sqil_lightning.study_report import write_report
@@ -144,6 +146,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _pixels(text: str) -> PixelPipeline:
+    try:
+        return PixelPipeline.from_config(json.loads(text))
+    except (json.JSONDecodeError, ConfigError) as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a pixel pipeline ({err})") from None
+
+
+PIXELS_HELP = (
+    "image tasks: the config's data.pixels as JSON, e.g. '{\"size\": 64}' (conf/carracing.yaml) or "
+    "'{\"size\": null, \"frame_stack\": 4}' (conf/pong.yaml)"
+)
+
+
 def demos_main(args: Sequence[str]) -> None:
     """`python -m sqil_lightning demos generate|record|from-minari|inspect …`."""
     parser = argparse.ArgumentParser(prog="python -m sqil_lightning demos", description="Make or inspect demo files.")
@@ -153,24 +168,29 @@ def demos_main(args: Sequence[str]) -> None:
     gen.add_argument("--episodes", type=_positive_int, default=100)
     gen.add_argument("--seed", type=int, default=0, help="episode i starts from reset(seed=SEED+i)")
     gen.add_argument("--out", required=True, help="path of the .npz demo file to write")
+    gen.add_argument("--pixels", type=_pixels, help=PIXELS_HELP)
     rec = sub.add_parser("record", help="record episodes of a trained checkpoint (e.g. an expert trained with data.reward env)")
     rec.add_argument("--checkpoint", required=True, help="a .ckpt written by `python -m sqil_lightning fit`")
     rec.add_argument("--episodes", type=_positive_int, default=10)
     rec.add_argument("--seed", type=int, default=0, help="episode i starts from reset(seed=SEED+i)")
     rec.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic policy")
     rec.add_argument("--out", required=True, help="path of the .npz demo file to write")
+    rec.add_argument("--pixels", type=_pixels, help=PIXELS_HELP)
     conversion = sub.add_parser("from-minari", help="convert a local Minari dataset (id or folder) into a demo file")
     conversion.add_argument("dataset", help="dataset id in the local Minari root, or a dataset folder")
     conversion.add_argument("--out", required=True, help="path of the .npz demo file to write")
     ins = sub.add_parser("inspect", help="validate a demo file and print what it holds")
     ins.add_argument("path")
     ins.add_argument("--env-id", help="also check the demos against this env's spaces")
+    ins.add_argument("--pixels", type=_pixels, help=PIXELS_HELP)
     ns = parser.parse_args(list(args))
     if ns.command == "generate":
-        demos = generate_expert_demos(ns.expert, ns.episodes, ns.seed, ns.out)
+        demos = generate_expert_demos(ns.expert, ns.episodes, ns.seed, ns.out, pixels=ns.pixels)
         print(f"wrote {ns.out}")
     elif ns.command == "record":
-        demos = record_checkpoint_demos(ns.checkpoint, ns.episodes, ns.seed, ns.out, deterministic=not ns.stochastic)
+        demos = record_checkpoint_demos(
+            ns.checkpoint, ns.episodes, ns.seed, ns.out, deterministic=not ns.stochastic, pixels=ns.pixels
+        )
         print(f"wrote {ns.out}")
     elif ns.command == "from-minari":
         demos = load_minari_demos(ns.dataset)
@@ -179,7 +199,7 @@ def demos_main(args: Sequence[str]) -> None:
     else:
         demos = DemoSet.load(ns.path)
         if ns.env_id:
-            demos.check_against(env_spaces(ns.env_id), ns.env_id, source=f"demo file {ns.path}")
+            demos.check_against(env_spaces(ns.env_id, ns.pixels), ns.env_id, source=f"demo file {ns.path}")
     _print_demo_summary(demos)
 
 
