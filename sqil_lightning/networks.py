@@ -45,31 +45,61 @@ def car_racing_cnn(in_channels: int) -> nn.Sequential:
 ENCODERS: dict[str, Callable[[int], nn.Sequential]] = {"nature_cnn": nature_cnn, "car_racing_cnn": car_racing_cnn}
 
 
-class PixelNetwork(nn.Module):
-    """Images [..., C, H, W] → encoder → MLP head. uint8 pixels (how the replay stores them, a
-    quarter of float32's bytes) become floats in [0, 1] here, on the network's device."""
+class PixelEncoder(nn.Sequential):
+    """Images [..., C, H, W] → the named CNN's features [..., F]. uint8 pixels (how the replay
+    stores them, a quarter of float32's bytes) become floats in [0, 1] here, on the network's device."""
 
-    def __init__(self, observation_shape: tuple[int, ...], out_features: int, hidden_sizes: list[int], encoder: str) -> None:
-        super().__init__()
+    def __init__(self, observation_shape: tuple[int, ...], encoder: str) -> None:
         if len(observation_shape) != 3:
             raise ConfigError(
                 f"model.encoder = {encoder!r} needs image observations [channels, height, width]; "
                 f"the env observes {tuple(observation_shape)}"
             )
+        super().__init__(*ENCODERS[encoder](observation_shape[0]))
         self.image_shape = tuple(observation_shape)
-        self.encoder = ENCODERS[encoder](observation_shape[0])
         with torch.no_grad():
             try:
-                features = self.encoder(torch.zeros(1, *observation_shape)).shape[-1]
+                self.out_features = super().forward(torch.zeros(1, *observation_shape)).shape[-1]
             except RuntimeError:
                 raise ConfigError(f"model.encoder = {encoder!r}: images of {tuple(observation_shape)} are too small for it") from None
-        self.head = mlp(features, out_features, hidden_sizes)
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
         lead = observation.shape[:-3]
         images = observation.reshape(-1, *self.image_shape)
         images = images.float() / 255.0 if images.dtype == torch.uint8 else images
-        return self.head(self.encoder(images)).reshape(*lead, -1)
+        return super().forward(images).reshape(*lead, -1)
+
+
+class PixelNetwork(nn.Module):
+    """Images [..., C, H, W] → `PixelEncoder` → MLP head."""
+
+    def __init__(self, observation_shape: tuple[int, ...], out_features: int, hidden_sizes: list[int], encoder: str) -> None:
+        super().__init__()
+        self.encoder = PixelEncoder(observation_shape, encoder)
+        self.head = mlp(self.encoder.out_features, out_features, hidden_sizes)
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(observation))
+
+
+class ConcatenatedInputs(nn.Sequential):
+    """An MLP (the layers of `mlp`) on its inputs concatenated along the last axis: a critic
+    Q(s, a) on vector observations. Keeps `mlp`'s parameter names."""
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return super().forward(torch.cat(inputs, dim=-1))
+
+
+class PixelStateActionNetwork(nn.Module):
+    """Q(s, a) on images: the `PixelEncoder` features of s, concatenated with a, through an MLP head."""
+
+    def __init__(self, observation_shape: tuple[int, ...], action_dim: int, hidden_sizes: list[int], encoder: str) -> None:
+        super().__init__()
+        self.encoder = PixelEncoder(observation_shape, encoder)
+        self.head = mlp(self.encoder.out_features + action_dim, 1, hidden_sizes)
+
+    def forward(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.encoder(observation), action], dim=-1))
 
 
 def build_network(observation_shape: tuple[int, ...], out_features: int, hidden_sizes: list[int], encoder: str | None = None) -> nn.Module:
@@ -79,3 +109,15 @@ def build_network(observation_shape: tuple[int, ...], out_features: int, hidden_
     if encoder not in ENCODERS:
         raise ConfigError(f"model.encoder = {encoder!r} is invalid; choose one of {sorted(ENCODERS)} or null (an MLP)")
     return PixelNetwork(observation_shape, out_features, hidden_sizes, encoder)
+
+
+def build_state_action_network(
+    observation_shape: tuple[int, ...], action_dim: int, hidden_sizes: list[int], encoder: str | None = None
+) -> nn.Module:
+    """A critic Q(s, a) → [..., 1]: an MLP on [s, a], or with ``encoder`` a CNN on image s whose
+    features join a before the MLP head."""
+    if encoder is None:
+        return ConcatenatedInputs(*mlp(int(torch.Size(observation_shape).numel()) + action_dim, 1, hidden_sizes))
+    if encoder not in ENCODERS:
+        raise ConfigError(f"model.encoder = {encoder!r} is invalid; choose one of {sorted(ENCODERS)} or null (an MLP)")
+    return PixelStateActionNetwork(observation_shape, action_dim, hidden_sizes, encoder)

@@ -14,11 +14,12 @@ from tensordict import TensorDictBase
 from tensordict.nn import InteractionType, NormalParamExtractor, TensorDictModule, TensorDictModuleBase, set_interaction_type
 from torch import nn
 from torchrl.data import Bounded
-from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
+from torchrl.modules import ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import SACLoss, SoftUpdate
 
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.learner import OffPolicyLearner, check_hyperparameter
+from sqil_lightning.networks import build_network, build_state_action_network
 from sqil_lightning.soft_bellman import sqil_loss
 
 
@@ -57,6 +58,9 @@ class SACSQIL(OffPolicyLearner):
         alpha_init: initial temperature α.
         target_entropy: entropy the temperature is tuned towards; ``auto`` is -(action dims).
         target_tau: Polyak rate of the target critics, updated after every gradient step.
+        encoder: ``null`` for MLPs on vector observations, or a CNN for images [C, H, W] (as for
+            `SoftQSQIL`): the actor's and each critic's own encoder, the action joining the
+            critic after it.
     """
 
     deterministic_label = "mean_action"
@@ -74,6 +78,7 @@ class SACSQIL(OffPolicyLearner):
         alpha_init: float = 1.0,
         target_entropy: float | str = "auto",
         target_tau: float = 0.005,
+        encoder: str | None = None,
     ) -> None:
         super().__init__()
         if "low" not in action_space or "high" not in action_space:
@@ -90,12 +95,11 @@ class SACSQIL(OffPolicyLearner):
         if isinstance(target_entropy, str) and target_entropy != "auto":
             raise ConfigError(f"model.target_entropy = {target_entropy!r} is invalid; give a number or 'auto'")
         self.save_hyperparameters()
-        obs_dim = int(torch.Size(observation_shape).numel())
         low, high = torch.tensor(action_space["low"]), torch.tensor(action_space["high"])
         action_spec = Bounded(low=low, high=high, shape=low.shape)
-        self.actor = self._make_actor(obs_dim, action_spec, list(hidden_sizes))
+        self.actor = self._make_actor(tuple(observation_shape), action_spec, list(hidden_sizes), encoder)
         critic = ValueOperator(
-            MLP(in_features=obs_dim + low.numel(), out_features=1, num_cells=list(hidden_sizes), activation_class=nn.ReLU),
+            build_state_action_network(tuple(observation_shape), low.numel(), list(hidden_sizes), encoder),
             in_keys=["observation", "action"],
         )
         self.sac_loss = SACLoss(
@@ -117,10 +121,13 @@ class SACSQIL(OffPolicyLearner):
         self.target_update = SoftUpdate(self.sac_loss, tau=target_tau)
 
     @staticmethod
-    def _make_actor(obs_dim: int, action_spec: Bounded, hidden_sizes: list[int]) -> ProbabilisticActor:
-        """Tanh-Gaussian actor: an MLP emits (μ, σ); actions are tanh(N(μ, σ)) scaled to the bounds."""
+    def _make_actor(
+        observation_shape: tuple[int, ...], action_spec: Bounded, hidden_sizes: list[int], encoder: str | None
+    ) -> ProbabilisticActor:
+        """Tanh-Gaussian actor: a network (MLP, or CNN for images) emits (μ, σ); actions are
+        tanh(N(μ, σ)) scaled to the bounds."""
         network = nn.Sequential(
-            MLP(in_features=obs_dim, out_features=2 * action_spec.shape[-1], num_cells=hidden_sizes, activation_class=nn.ReLU),
+            build_network(observation_shape, 2 * action_spec.shape[-1], hidden_sizes, encoder),
             # σ ≥ 0.1, the lower bound of TorchRL's SAC recipe (sota-implementations/sac, scale_lb).
             NormalParamExtractor(scale_lb=0.1),
         )

@@ -234,3 +234,18 @@ def test_stacked_replay_pads_stacks_whose_older_frames_were_overwritten():
     # Rows 14 and 15 reach back past the oldest surviving row: they repeat its frame.
     assert torch.equal(rebuilt["observation"][0], newest[[14, 14, 14]])
     assert torch.equal(rebuilt["observation"][1], newest[[14, 14, 15]])
+
+
+def test_sac_trains_on_pixels_with_the_shared_encoders(tmp_path):
+    # Continuous-action Car Racing through the same pipeline: actor and both critics get a CNN.
+    env_id = "CarRacing-v3"
+    env = make_env(env_id, gym_env=make_gym_env(env_id, max_episode_steps=30), pixels=CAR_RACING)
+    rollout = env.rollout(30, auto_reset=False, tensordict=env.reset(seed=0))
+    demo_path = tmp_path / "carracing_continuous.npz"
+    DemoSet.from_rollouts([rollout], metadata={"env_id": env_id, "source": "random"}).save(demo_path)
+    overrides = ["--data.env_id", env_id, "--model.class_path", "sqil_lightning.SACSQIL", "--model.init_args.encoder", "car_racing_cnn",
+                 "--data.demo_path", str(demo_path), "--data.demo_expert", "null"]  # fmt: skip
+    main([*_short_fit_args("carracing.yaml", tmp_path / "run", steps=6), *overrides])
+    state = torch.load(next((tmp_path / "run").rglob("last.ckpt")), map_location="cpu", weights_only=False)["state_dict"]
+    encoders = {key.rsplit(".encoder.", 1)[0] for key in state if ".encoder.0.weight" in key}
+    assert any("actor" in key for key in encoders) and any("qvalue" in key for key in encoders)
