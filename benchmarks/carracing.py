@@ -88,7 +88,8 @@ def main() -> None:
         machine_line(),
         f"Runs: `python -m sqil_lightning fit --config {CONFIG} --seed_everything S --data.seed S` plus, for SQIL "
         f"from S0^train, `--data.start_shift '{ROTATED}'` and, for BC, `--model.class_path "
-        "sqil_lightning.BehaviouralCloning` (seeds "
+        "sqil_lightning.BehaviouralCloning` with the same start shift, which only adds S0^train to its final "
+        "evaluation (BC trains on the demos alone) (seeds "
         f"{args.seeds}, {' '.join(args.extra) or 'no other overrides'}). Each run ends with "
         f"{args.episodes} greedy episodes (start seeds {EVAL_SEED}…{EVAL_SEED + args.episodes - 1}, the same for "
         "every policy); mean ± s.e. over all episodes of all seeds (the paper: over 5 seeds).",
