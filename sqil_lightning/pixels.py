@@ -28,7 +28,7 @@ class ResizeFrames(ObservationTransform):
 
     torchrl's own ``Resize`` calls torchvision, and PyPI's torchvision does not import beside the
     CPU build of torch this project installs ('operator torchvision::nms does not exist'), so the
-    resize is torch's ``interpolate`` with the same settings torchvision uses.
+    resize is torch's own ``interpolate``, bilinear with antialiasing as torchrl asks torchvision for.
     """
 
     def __init__(self, size: int, in_keys: Sequence[str] | None = None) -> None:
@@ -63,6 +63,9 @@ class PixelPipeline:
     frame_stack: int = 1
 
     def __post_init__(self) -> None:
+        for name, value, kind in (("size", self.size, int), ("grayscale", self.grayscale, bool), ("frame_stack", self.frame_stack, int)):
+            if not (isinstance(value, kind) or (name == "size" and value is None)):
+                raise ConfigError(f"data.pixels.{name} = {value!r} is invalid; give {'an integer or null' if name == 'size' else kind.__name__}")
         if self.size is not None and self.size < 8:
             raise ConfigError(f"data.pixels.size = {self.size} is invalid; use null (the env's size) or an integer >= 8")
         if self.frame_stack < 1:

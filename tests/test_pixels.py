@@ -123,6 +123,8 @@ def test_pixels_on_a_vector_env_is_a_clear_error():
         env_spaces("LunarLander-v3", PixelPipeline())
     with pytest.raises(ConfigError, match="data.pixels"):
         PixelPipeline.from_config({"size": 64, "stack": 4})
+    with pytest.raises(ConfigError, match="data.pixels.frame_stack"):
+        PixelPipeline.from_config({"size": 64, "frame_stack": "4"})
 
 
 def test_rotated_start_faces_perpendicular_to_the_track():
