@@ -30,9 +30,11 @@ def render_episode(
         start = env.reset(seed=seed)
         frames = [gym_env.render()]
         with torch.no_grad():
+            # TorchRL calls the callback between steps, not after the last one: that frame follows.
             env.rollout(
                 max_steps, policy, auto_reset=False, tensordict=start, callback=lambda *_: frames.append(gym_env.render())
             )
+        frames.append(gym_env.render())
     finally:
         env.close()
     return np.stack(frames)

@@ -90,3 +90,13 @@ def test_make_env_gives_integer_actions_and_a_summed_episode_reward():
 def test_unknown_expert_is_a_config_error_listing_the_experts():
     with pytest.raises(ConfigError, match="lunarlander_scripted"):
         make_expert("nobody")
+
+
+def test_evaluation_video_shows_the_start_and_every_step():
+    from sqil_lightning.video import render_episode
+
+    expert = make_expert("lunarlander_scripted")
+    frames = render_episode("LunarLander-v3", expert, seed=3)
+    length = evaluate_policy("LunarLander-v3", expert, episodes=1, seed=3).lengths[0]
+    # One frame for the reset and one after each step, the last (the landed lander) included.
+    assert frames.shape == (length + 1, 400, 600, 3)
