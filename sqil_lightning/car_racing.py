@@ -94,6 +94,8 @@ class TrackFollower(TensorDictModuleBase):
         self.lookahead = lookahead
         self.dead_zone = dead_zone
         self._env: CarRacing | None = None
+        self._track: list | None = None  # the track `_centre` was read from
+        self._centre = np.zeros((0, 2))
 
     def attach(self, env: gym.Env) -> None:
         """Drive ``env`` (its unwrapped `CarRacing`) from now on."""
@@ -102,8 +104,10 @@ class TrackFollower(TensorDictModuleBase):
     def steer(self) -> int:
         """The action for the car's current pose."""
         env = self._env
+        if self._track is not env.track:  # a reset draws a new track: read its centre line once
+            self._track, self._centre = env.track, np.array([(tile[2], tile[3]) for tile in env.track])
+        centre = self._centre
         position = env.car.hull.position
-        centre = np.array([(tile[2], tile[3]) for tile in env.track])
         nearest = int(np.argmin(((centre - np.array([position.x, position.y])) ** 2).sum(axis=1)))
         target = centre[(nearest + self.lookahead) % len(centre)] - np.array([position.x, position.y])
         target /= np.linalg.norm(target) + 1e-8

@@ -31,9 +31,8 @@ class ResizeFrames(ObservationTransform):
     resize is torch's own ``interpolate``, bilinear with antialiasing as torchrl asks torchvision for.
     """
 
-    def __init__(self, size: int, in_keys: Sequence[str] | None = None) -> None:
-        keys = list(in_keys or OBSERVATION_KEYS)
-        super().__init__(in_keys=keys, out_keys=keys)
+    def __init__(self, size: int) -> None:
+        super().__init__(in_keys=OBSERVATION_KEYS, out_keys=OBSERVATION_KEYS)
         self.size = int(size)
 
     def _apply_transform(self, frames: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from tensordict import TensorDict
+from tensordict.nn import TensorDictModule
 from torchrl.data import LazyTensorStorage, RandomSampler, ReplayBuffer
 
 from sqil_lightning import atari
@@ -146,9 +147,16 @@ def test_rotated_start_faces_perpendicular_to_the_track():
 
 
 def test_track_follower_drives_along_the_track():
-    rollout = _expert_rollout(CAR_RACING, steps=150)
-    # Each new tile is worth 1000/N points, each step costs 0.1: following the road pays.
-    assert rollout["next", "episode_reward"][-1].item() > 20
+    # Each new tile is worth 1000/N points, each step costs 0.1. Through the first bends the
+    # follower collects far more than driving straight on, which leaves the road (measured on
+    # seed 0 over 300 steps: 167.5 vs 32.7).
+    pixels = PixelPipeline(size=32)
+    followed = _expert_rollout(pixels, steps=300)["next", "episode_reward"][-1].item()
+    env = make_env(ENV_ID, gym_env=make_gym_env(ENV_ID, max_episode_steps=300), pixels=pixels)
+    straight = TensorDictModule(lambda obs: torch.ones(obs.shape[:-3], dtype=torch.int64), in_keys=["observation"], out_keys=["action"])
+    straight_on = env.rollout(300, straight, auto_reset=False, tensordict=env.reset(seed=0))["next", "episode_reward"][-1].item()
+    env.close()
+    assert followed > straight_on + 100
 
 
 def _short_fit_args(config: str, tmp_path: Path, steps: int = 12, overlay: str | None = None) -> list[str]:
