@@ -219,12 +219,13 @@ def study_main(args: Sequence[str]) -> None:
     parser.add_argument("--report-only", action="store_true", help="write the report from the runs finished so far")
     parser.add_argument("--parallel", type=_positive_int, help="fits at a time (default: the study config's)")
     parser.add_argument("--start-settings", nargs="+", metavar="NAME", help="run only these start settings (the report covers all)")
+    parser.add_argument("--methods", nargs="+", metavar="NAME", help="run only these methods (the report covers all)")
     ns = parser.parse_args(list(args))
     spec = StudySpec.load(ns.config)
     if ns.parallel:
         spec.parallel = ns.parallel
     if not ns.report_only:
-        run_study(spec, ns.start_settings)
+        run_study(spec, ns.start_settings, ns.methods)
     print(f"wrote {write_report(spec)}")
 
 

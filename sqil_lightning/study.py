@@ -283,13 +283,16 @@ class ChildProcesses:
                 process.send_signal(signal.SIGTERM)
 
 
-def run_study(spec: StudySpec, only_starts: list[str] | None = None) -> None:
-    """Run every unfinished run (of the ``only_starts`` start settings, if given), ``spec.parallel``
-    at a time, with a progress bar over runs."""
-    unknown = sorted(set(only_starts or []) - set(spec.start_settings))
-    if unknown:
-        raise ConfigError(f"--start-settings {' '.join(unknown)}: not in {spec.path}; known: {list(spec.start_settings)}")
-    selected = [run for run in spec.runs() if not only_starts or run.start in only_starts]
+def run_study(spec: StudySpec, only_starts: list[str] | None = None, only_methods: list[str] | None = None) -> None:
+    """Run every unfinished run (of the ``only_starts`` start settings and ``only_methods`` methods,
+    if given), ``spec.parallel`` at a time, with a progress bar over runs."""
+    _check_known("--start-settings", only_starts, list(spec.start_settings), spec.path)
+    _check_known("--methods", only_methods, [method.name for method in spec.methods], spec.path)
+    selected = [
+        run
+        for run in spec.runs()
+        if (not only_starts or run.start in only_starts) and (not only_methods or run.method.name in only_methods)
+    ]
     pending = [run for run in selected if not run.result_path.exists()]
     for run in pending:
         run.check_settings_unchanged()  # before any fit starts: a mismatch stops the study at once
@@ -320,6 +323,12 @@ def run_study(spec: StudySpec, only_starts: list[str] | None = None) -> None:
         signal.signal(signal.SIGTERM, previous)
     if failures:
         raise StudyRunFailed(f"{len(failures)} run(s) failed: " + "; ".join(failures))
+
+
+def _check_known(option: str, names: list[str] | None, known: list[str], path: Path) -> None:
+    unknown = sorted(set(names or []) - set(known))
+    if unknown:
+        raise ConfigError(f"{option} {' '.join(unknown)}: not in {path}; known: {known}")
 
 
 def mean_and_standard_error(values: list[float]) -> tuple[float, float]:

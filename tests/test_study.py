@@ -198,12 +198,16 @@ def test_a_half_finished_run_refuses_to_continue_under_edited_settings(tmp_path,
     assert "delete that folder" in line
 
 
-def test_start_settings_can_be_run_alone(tmp_path, lunarlander_demo_file, capsys):
-    config = yaml.safe_load(_study_config(tmp_path, lunarlander_demo_file, {"sqil": {}}, {"trainer.max_steps": 60}).read_text())
+def test_start_settings_and_methods_can_be_run_alone(tmp_path, lunarlander_demo_file, capsys, expect_user_error):
+    methods = {"sqil": {}, "sqil_t": {"overrides": {"model.class_path": "sqil_lightning.SoftQSQILT"}}}
+    config = yaml.safe_load(_study_config(tmp_path, lunarlander_demo_file, methods, {"trainer.max_steps": 60}).read_text())
     config["start_settings"]["s0_train"] = {"result_key": "greedy_shifted", "overrides": {"data.start_shift": SHIFT}}
     path = tmp_path / "two_starts.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    main(["study", "--config", str(path), "--start-settings", "s0_demo"])
+    main(["study", "--config", str(path), "--start-settings", "s0_demo", "--methods", "sqil"])
     assert "0 of 1 runs finished, 1 to go" in capsys.readouterr().out
-    demo_run, train_run = StudySpec.load(path).runs()
-    assert demo_run.result_path.exists() and not train_run.folder.exists()
+    demo_run, train_run, demo_run_t, train_run_t = StudySpec.load(path).runs()
+    assert demo_run.result_path.exists()
+    assert not any(run.folder.exists() for run in (train_run, demo_run_t, train_run_t))
+    line = expect_user_error(["study", "--config", str(path), "--methods", "dqn"])
+    assert "--methods dqn: not in" in line and "known: ['sqil', 'sqil_t']" in line
