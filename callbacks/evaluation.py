@@ -10,6 +10,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
+from callbacks.step_interval import intervals_passed
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.evaluation import EvalResult, evaluate_policy
 from sqil_lightning.video import render_episode, save_gif
@@ -132,7 +133,7 @@ class Evaluation(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         # The last step is left to the longer final evaluation. Under DDP every rank holds the same
         # weights, so rank 0 alone plays the episodes (loggers write from rank 0 only anyway).
-        periodic = trainer.global_step % self.every_n_steps == 0 and trainer.global_step < trainer.max_steps
+        periodic = intervals_passed(trainer, batch, self.every_n_steps) > 0 and trainer.global_step < trainer.max_steps
         if periodic and trainer.is_global_zero:
             self.evaluate(trainer, pl_module, self.episodes)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from callbacks.step_interval import intervals_passed
 from sqil_lightning.errors import ConfigError
 
 
@@ -13,7 +14,10 @@ class PeriodicRollout(Callback):
 
     Args:
         every_n_steps: k of Algorithm 1; with ``data.rollout_frames`` it sets the
-            update-to-data ratio (k / rollout_frames gradient steps per env step).
+            update-to-data ratio (k / rollout_frames gradient steps per env step). When a Lightning
+            step makes several updates (``data.updates_per_step``), the rollouts it passed follow
+            its updates: with k a multiple of ``updates_per_step`` they fall exactly where they
+            would with one update a step.
     """
 
     def __init__(self, every_n_steps: int = 4) -> None:
@@ -22,10 +26,13 @@ class PeriodicRollout(Callback):
         self.every_n_steps = every_n_steps
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
-        if trainer.global_step % self.every_n_steps != 0:
+        rollouts = intervals_passed(trainer, batch, self.every_n_steps)
+        if not rollouts:
             return
         datamodule = trainer.datamodule
-        episode_stats = datamodule.collect()
+        episode_stats = {}
+        for _ in range(rollouts):
+            episode_stats = datamodule.collect() or episode_stats
         pl_module.log("env_steps", float(datamodule.env_steps), prog_bar=True)
         if episode_stats:
             pl_module.log_dict(episode_stats)

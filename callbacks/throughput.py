@@ -6,6 +6,8 @@ import time
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from callbacks.step_interval import intervals_passed
+
 
 class Throughput(Callback):
     """Every ``trainer.log_every_n_steps``, log ``perf/updates_per_s`` and ``perf/env_steps_per_s``.
@@ -22,7 +24,7 @@ class Throughput(Callback):
         self._since = (time.perf_counter(), trainer.global_step, trainer.datamodule.env_steps)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
-        if self._since is None or trainer.global_step % trainer.log_every_n_steps:
+        if self._since is None or not intervals_passed(trainer, batch, trainer.log_every_n_steps):
             return
         now, step, env_steps = time.perf_counter(), trainer.global_step, trainer.datamodule.env_steps
         start, start_step, start_env_steps = self._since

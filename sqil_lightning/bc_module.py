@@ -55,7 +55,7 @@ class BehaviouralCloning(OffPolicyLearner):
     def policy(self, deterministic: bool) -> TensorDictModule:
         return boltzmann_policy(self.policy_network, temperature=1.0, greedy=deterministic)
 
-    def training_step(self, batch: TensorDictBase, batch_idx: int) -> torch.Tensor:
+    def update_loss(self, batch: TensorDictBase) -> torch.Tensor:
         is_demo = batch["is_demo"]  # only the two tensors cloning reads are gathered, not the whole batch
         loss = F.cross_entropy(self.policy_network(batch["observation"][is_demo]), batch["action"][is_demo])
         self.loss_terms = {"cross_entropy": loss.detach()}

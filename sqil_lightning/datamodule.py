@@ -82,6 +82,11 @@ class SQILDataModule(LightningDataModule):
         initial_frames: agent env steps collected before the first gradient step.
         rollout_frames: env steps each `PeriodicRollout` adds.
         sample_chunk: batches drawn per buffer `sample()` call (a speed knob, see `BalancedBatches`).
+        updates_per_step: gradient updates per Lightning step (a speed knob, see `OffPolicyLearner`):
+            the same updates on the same batches in the same order, with Lightning's per-step hooks
+            paid once for all of them. Keep ``rollout.every_n_steps`` a multiple of it (rollouts
+            then fall between the same updates as with 1); ``trainer.max_steps`` and
+            ``checkpoint.every_n_train_steps`` must be multiples of it.
         seed: seed of the training env.
         eval_seed: evaluation episode i starts from ``reset(seed=eval_seed + i)``, apart from the
             demo seeds, so the agent is tested on start states the demos never began at.
@@ -114,6 +119,7 @@ class SQILDataModule(LightningDataModule):
         initial_frames: int = 1_000,
         rollout_frames: int = 4,
         sample_chunk: int = 32,
+        updates_per_step: int = 1,
         seed: int = 0,
         eval_seed: int = 1_000_000,
         eval_episodes: int = 100,
@@ -136,6 +142,7 @@ class SQILDataModule(LightningDataModule):
             ("initial_frames", initial_frames),
             ("rollout_frames", rollout_frames),
             ("sample_chunk", sample_chunk),
+            ("updates_per_step", updates_per_step),
             ("eval_episodes", eval_episodes),
         ):
             if value < 1:
@@ -276,7 +283,7 @@ class SQILDataModule(LightningDataModule):
             # Image frames are stored as uint8 (1 byte each), vector observations as float32.
             observation_bytes = int(np.prod(self.observation_shape)) * (1 if self.pixels is not None else 4) // stack
             self.buffer = make_online_buffer(hp.online_capacity, observation_bytes)
-        self._batches = BalancedBatches(self.buffer, hp.batch_size, hp.sample_chunk, self._frames)
+        self._batches = BalancedBatches(self.buffer, hp.batch_size, hp.sample_chunk, self._frames, hp.updates_per_step)
 
     def make_env(self, seed: int) -> EnvBase:
         """A fresh env of the configured task (for evaluation and rollouts)."""
@@ -306,6 +313,7 @@ class SQILDataModule(LightningDataModule):
         # The collector is built here, after the model is on its device, and acts with the
         # module's own Q-network, so rollouts always use the latest weights.
         module = self.trainer.lightning_module
+        self._check_step_multiples()
         if self.trainer.world_size > 1 and self._restored_rng is None:
             # seed_everything gave every rank the same RNG state, so every rank would draw the same
             # replay indices and exploration noise. The weights are already synced by DDP here.
@@ -323,6 +331,20 @@ class SQILDataModule(LightningDataModule):
             set_rng_states(self._restored_rng)
             self._restored_rng = None
         return self._batches
+
+    def _check_step_multiples(self) -> None:
+        """Step counts Lightning tests with ``global_step % n`` must be multiples of ``updates_per_step``,
+        which ``global_step`` advances by."""
+        per_step = self.hparams.updates_per_step
+        counts = {"trainer.max_steps": self.trainer.max_steps}
+        for callback in self.trainer.checkpoint_callbacks:
+            counts["checkpoint.every_n_train_steps"] = callback._every_n_train_steps
+        for name, count in counts.items():
+            if count > 0 and count % per_step:
+                raise ConfigError(
+                    f"{name} = {count} is not a multiple of data.updates_per_step = {per_step}; "
+                    f"global_step moves {per_step} updates at a time, so use a multiple (e.g. {count - count % per_step + per_step})"
+                )
 
     def start_collector(self, policy: TensorDictModuleBase | None, policy_device: torch.device | str) -> None:
         """(Re)build the TorchRL collector that `collect` steps, acting with ``policy`` (None: uniformly random)."""

@@ -77,7 +77,7 @@ class GAILSoftQ(SoftQSQIL):
         with torch.no_grad(), loss.discriminator_network_params.to_module(loss.discriminator_network):
             return self.discriminator.logit(observation, action)
 
-    def training_step(self, batch: TensorDictBase, batch_idx: int) -> torch.Tensor:
+    def update_loss(self, batch: TensorDictBase) -> torch.Tensor:
         is_demo = batch["is_demo"]
         agent = batch[~is_demo]  # the Bellman term needs every key of the agent's rows
         expert_obs, expert_action = batch["observation"][is_demo], batch["action"][is_demo]

@@ -116,7 +116,8 @@ def make_sqil_buffer(
 
 
 class BalancedBatches:
-    """An endless, re-iterable stream of balanced batches for Lightning's fit loop.
+    """An endless, re-iterable stream of balanced batches for Lightning's fit loop, handed out
+    ``updates_per_step`` at a time (a list: one gradient update each, see `OffPolicyLearner`).
 
     From an `OfflineToOnlineReplayBuffer` every batch holds exactly its ``offline_fraction`` of demo
     rows; from a plain `ReplayBuffer` (reward source ``env``) batches hold the agent's rows only.
@@ -131,7 +132,12 @@ class BalancedBatches:
     """
 
     def __init__(
-        self, buffer: OfflineToOnlineReplayBuffer | ReplayBuffer, batch_size: int, chunk: int, frames: StackedFrames | None = None
+        self,
+        buffer: OfflineToOnlineReplayBuffer | ReplayBuffer,
+        batch_size: int,
+        chunk: int,
+        frames: StackedFrames | None = None,
+        updates_per_step: int = 1,
     ) -> None:
         balanced = isinstance(buffer, OfflineToOnlineReplayBuffer)
         self.demos = buffer.offline_buffer if balanced else None
@@ -140,8 +146,9 @@ class BalancedBatches:
         self.batch_size = batch_size
         self.chunk = chunk
         self.frames = frames  # re-stacks frame-stacked rows as they are drawn
+        self.updates_per_step = updates_per_step
         self._drawn: deque[TensorDict] = deque()  # the current chunk's batches not yielded yet
-        self._last: TensorDict | None = None  # the newest yielded batch
+        self._last: list[TensorDict] = []  # the newest yielded step's batches
 
     def _draw_chunk(self) -> list[TensorDict]:
         n_online = self.batch_size - self.demo_rows
@@ -158,22 +165,25 @@ class BalancedBatches:
     def _draw(self, partition: ReplayBuffer, rows: int) -> TensorDict:
         return partition.sample(rows) if self.frames is None else self.frames.sample(partition, rows)
 
-    def __iter__(self) -> Iterator[TensorDict]:
+    def __iter__(self) -> Iterator[list[TensorDict]]:
         while True:
-            if not self._drawn:
-                self._drawn.extend(self._draw_chunk())
-            self._last = self._drawn.popleft()
-            yield self._last
+            step = []
+            while len(step) < self.updates_per_step:
+                if not self._drawn:
+                    self._drawn.extend(self._draw_chunk())
+                step.append(self._drawn.popleft())
+            self._last = step
+            yield step
 
     def untrained(self) -> list[TensorDict]:
         """Batches drawn but not trained on yet, in order: what a resumed run must train on next.
 
-        Lightning's fit loop fetches one batch ahead (to know whether it is the last), so between
-        steps the newest yielded batch has not been trained on; the rest of the chunk follows it.
+        Lightning's fit loop fetches one step ahead (to know whether it is the last), so between
+        steps the newest yielded step has not been trained on; the rest of the chunk follows it.
         """
-        return ([] if self._last is None else [self._last]) + list(self._drawn)
+        return self._last + list(self._drawn)
 
     def restore_untrained(self, batches: list[TensorDict]) -> None:
         """Yield ``batches`` (from `untrained` of a checkpointed run) before drawing new ones."""
         self._drawn = deque(batches)
-        self._last = None
+        self._last = []

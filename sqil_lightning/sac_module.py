@@ -147,7 +147,7 @@ class SACSQIL(OffPolicyLearner):
         """
         return MeanActionPolicy(self.actor) if deterministic else self.actor
 
-    def training_step(self, batch: TensorDictBase, batch_idx: int) -> torch.Tensor:
+    def update_loss(self, batch: TensorDictBase) -> torch.Tensor:
         losses = self.sac_loss(batch)
         critic_loss = sqil_loss(losses["loss_qvalue"], batch["is_demo"], self.hparams.lambda_samp)
         actor_loss, alpha_loss = losses["loss_actor"].mean(), losses["loss_alpha"].mean()

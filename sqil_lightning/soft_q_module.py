@@ -77,7 +77,7 @@ class SoftQSQIL(OffPolicyLearner):
         """The Boltzmann policy (used to collect) or, deterministic, its argmax (evaluation)."""
         return boltzmann_policy(self.q_network, self.hparams.temperature, greedy=deterministic)
 
-    def training_step(self, batch: TensorDictBase, batch_idx: int) -> torch.Tensor:
+    def update_loss(self, batch: TensorDictBase) -> torch.Tensor:
         q_values, q_taken, squared_error = self.soft_bellman_errors(batch)
         loss = sqil_loss(squared_error, batch["is_demo"], self.hparams.lambda_samp)
         self.loss_terms = {"soft_bellman": loss.detach()}

@@ -45,7 +45,7 @@ class SoftQSQILT(SoftQSQIL):
             observation_shape, action_space, hidden_sizes, gamma, temperature, lambda_samp, lr, target_tau, final_lr_fraction, encoder
         )
 
-    def training_step(self, batch: TensorDictBase, batch_idx: int) -> torch.Tensor:
+    def update_loss(self, batch: TensorDictBase) -> torch.Tensor:
         hp = self.hparams
         is_demo = batch["is_demo"]
         q_values, q_taken, squared_error = self.soft_bellman_errors(batch)

@@ -53,8 +53,9 @@ class DDPProbe(Callback):
         callback.evaluate = counted  # an instance attribute, in this process only
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
-        if batch_idx == 0:  # the first step's demo rows: both ranks sample the same demo partition
-            self.first_batch = batch["observation"][batch["is_demo"]].detach().to("cpu", copy=True)
+        if batch_idx == 0:  # the first update's demo rows: both ranks sample the same demo partition
+            first = batch[0]
+            self.first_batch = first["observation"][first["is_demo"]].detach().to("cpu", copy=True)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         datamodule = trainer.datamodule

@@ -120,7 +120,7 @@ def test_sqil_t_loss_is_weighted_cloning_plus_sqil_bellman_loss(monkeypatch):
     module = _sqil_t(monkeypatch)
     batch = _hand_batch()
 
-    loss = module.training_step(batch, 0)
+    loss = module.update_loss(batch)
 
     demo = batch["is_demo"]
     with torch.no_grad():
@@ -149,9 +149,9 @@ def test_sqil_t_cloning_gradient_raises_the_demo_action_against_the_others(monke
     handle = module.q_network.register_forward_hook(keep_output)
     # The cloning term alone, through the module's own computation: the Bellman terms cancel.
     module.hparams.bc_weight = 1.0
-    with_cloning = module.training_step(batch, 0)
+    with_cloning = module.update_loss(batch)
     module.hparams.bc_weight = 0.0
-    without_cloning = module.training_step(batch, 0)
+    without_cloning = module.update_loss(batch)
     handle.remove()
     cloning = with_cloning - without_cloning
     params = list(module.q_network.parameters())
@@ -204,7 +204,7 @@ def test_bc_loss_is_cross_entropy_of_the_policy_logits_on_demo_rows(monkeypatch)
     module = _bc(monkeypatch)
     batch = _hand_batch()
 
-    loss = module.training_step(batch, 0)
+    loss = module.update_loss(batch)
 
     demo = batch["is_demo"]
     with torch.no_grad():
@@ -218,19 +218,19 @@ def test_bc_loss_is_cross_entropy_of_the_policy_logits_on_demo_rows(monkeypatch)
 def test_bc_loss_ignores_the_agent_rows(monkeypatch):
     module = _bc(monkeypatch)
     batch = _hand_batch()
-    loss = module.training_step(batch, 0).detach()
+    loss = module.update_loss(batch).detach()
 
     changed = batch.clone()
     agent = ~changed["is_demo"]
     changed["action"][agent] = (changed["action"][agent] + 1) % N_ACTIONS
     changed["observation"][agent] = changed["observation"][agent] * -3.0 + 1.0
     changed["next", "reward"][agent] = 100.0
-    torch.testing.assert_close(module.training_step(changed, 0).detach(), loss, rtol=0, atol=0)
+    torch.testing.assert_close(module.update_loss(changed).detach(), loss, rtol=0, atol=0)
 
     # Control: a demo row's action does move the loss.
     changed_demo = batch.clone()
     changed_demo["action"][0] = (changed_demo["action"][0] + 1) % N_ACTIONS
-    assert module.training_step(changed_demo, 0).detach() != loss
+    assert module.update_loss(changed_demo).detach() != loss
 
 
 # --- GAIL: discriminator BCE + Bellman on the agent's rows with the learned reward ----------------------------
@@ -290,7 +290,7 @@ def test_gail_loss_is_discriminator_bce_plus_agent_bellman_with_learned_reward(m
     module = _gail(monkeypatch)
     batch = _hand_batch()
 
-    loss = module.training_step(batch, 0)
+    loss = module.update_loss(batch)
 
     discriminator, bellman = _gail_terms_by_hand(module, batch)
     torch.testing.assert_close(loss.detach(), (discriminator + bellman).detach())
@@ -311,7 +311,7 @@ def test_gail_loss_is_discriminator_bce_plus_agent_bellman_with_learned_reward(m
 def test_gail_bellman_term_skips_demo_rows_and_ignores_the_stored_reward(monkeypatch):
     module = _gail(monkeypatch)
     batch = _hand_batch()
-    loss = module.training_step(batch, 0).detach()
+    loss = module.update_loss(batch).detach()
     bellman = module.loss_terms["soft_bellman"]
     demo = batch["is_demo"]
 
@@ -320,18 +320,18 @@ def test_gail_bellman_term_skips_demo_rows_and_ignores_the_stored_reward(monkeyp
     changed["next", "observation"][demo] = changed["next", "observation"][demo] * 5.0 - 2.0
     changed["next", "reward"][demo] = 50.0
     changed["next", "terminated"][demo] = ~changed["next", "terminated"][demo]
-    torch.testing.assert_close(module.training_step(changed, 0).detach(), loss, rtol=0, atol=0)
+    torch.testing.assert_close(module.update_loss(changed).detach(), loss, rtol=0, atol=0)
     torch.testing.assert_close(module.loss_terms["soft_bellman"], bellman, rtol=0, atol=0)
 
     # The agent rows' stored reward is replaced by the discriminator's.
     changed = batch.clone()
     changed["next", "reward"][~demo] = torch.tensor([[7.0], [-3.0], [1.5], [40.0]])
-    torch.testing.assert_close(module.training_step(changed, 0).detach(), loss, rtol=0, atol=0)
+    torch.testing.assert_close(module.update_loss(changed).detach(), loss, rtol=0, atol=0)
 
     # Control: the agent rows' next state does move the Bellman term.
     changed = batch.clone()
     changed["next", "observation"][~demo] = changed["next", "observation"][~demo] * 5.0 - 2.0
-    module.training_step(changed, 0)
+    module.update_loss(changed)
     assert module.loss_terms["soft_bellman"] != bellman
 
 
@@ -370,7 +370,7 @@ def _collected_actions(demo_file, rollout_policy: str) -> torch.Tensor:
         last.weight.zero_()
         last.bias.copy_(torch.tensor([10.0, 0.0, 0.0, 0.0]))
     dm = _datamodule(demo_file, rollout_policy=rollout_policy)
-    dm.trainer = SimpleNamespace(lightning_module=learner, world_size=1, global_rank=0)
+    dm.trainer = SimpleNamespace(lightning_module=learner, world_size=1, global_rank=0, max_steps=-1, checkpoint_callbacks=[])
     dm.setup("fit")
     try:
         dm.train_dataloader()

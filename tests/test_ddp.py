@@ -26,7 +26,8 @@ TESTS = REPO / "tests"
 CONF = REPO / "conf"
 RUN_TIMEOUT_S = 300  # generous: the machine may be busy; the run takes ~12 s when idle
 SEED = 5  # --data.seed: rank r collects from env seed SEED + r
-MAX_STEPS, EVAL_EVERY = {"soft_q": 100, "sac": 60}, {"soft_q": 50, "sac": 30}
+# Multiples of data.updates_per_step (4 in both configs), which global_step advances by.
+MAX_STEPS, EVAL_EVERY = {"soft_q": 100, "sac": 60}, {"soft_q": 52, "sac": 32}
 INITIAL_FRAMES = {"soft_q": 200, "sac": 128}
 ROLLOUT_EVERY, ROLLOUT_FRAMES = 4, 4  # rollout.every_n_steps, data.rollout_frames of both configs
 

@@ -110,7 +110,7 @@ def test_batches_reach_the_network_as_uint8_and_train_it(car_racing_demo_file):
     )  # fmt: skip
     datamodule.setup("fit")
     datamodule.buffer.extend(relabel_online_rewards(_expert_rollout(CAR_RACING, steps=10)))
-    batch = next(iter(datamodule._batches))
+    [batch] = next(iter(datamodule._batches))
     assert batch["observation"].dtype == torch.uint8 and batch["observation"].shape == (8, 3, 64, 64)
     net = build_network(datamodule.observation_shape, 3, [16], encoder="car_racing_cnn")
     q = net(batch["observation"])

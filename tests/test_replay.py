@@ -117,7 +117,7 @@ def test_every_balanced_batch_has_the_exact_demo_fraction_and_sqil_rewards(demo_
     total = EXTENDS * ROWS_PER_EXTEND
     newest = set(range(1000 + total - ONLINE_CAPACITY, 1000 + total))
     seen_terminal_demo = False
-    for batch in itertools.islice(iter(BalancedBatches(buffer, batch_size, chunk=4)), 60):
+    for [batch] in itertools.islice(iter(BalancedBatches(buffer, batch_size, chunk=4)), 60):
         assert batch.batch_size == (batch_size,)
         is_demo = batch["is_demo"]
         assert int(is_demo.sum()) == n_demo
@@ -137,7 +137,7 @@ def test_every_balanced_batch_has_the_exact_demo_fraction_and_sqil_rewards(demo_
 def test_balanced_batches_without_absorbing_give_demo_rows_reward_r():
     torch.manual_seed(0)
     _, buffer = _filled_buffer(absorbing=False)
-    for batch in itertools.islice(iter(BalancedBatches(buffer, 16, chunk=4)), 20):
+    for [batch] in itertools.islice(iter(BalancedBatches(buffer, 16, chunk=4)), 20):
         reward = batch["next", "reward"].squeeze(-1)
         assert (reward[batch["is_demo"]] == DEMO_REWARD).all()
         assert (reward[~batch["is_demo"]] == 0).all()
@@ -146,7 +146,7 @@ def test_balanced_batches_without_absorbing_give_demo_rows_reward_r():
 def test_balanced_batches_stream_is_endless_beyond_one_chunk():
     torch.manual_seed(0)
     _, buffer = _filled_buffer()
-    batches = list(itertools.islice(iter(BalancedBatches(buffer, 16, chunk=3)), 10))
+    batches = [batch for [batch] in itertools.islice(iter(BalancedBatches(buffer, 16, chunk=3)), 10)]
     assert len(batches) == 10
     # Different batches are different samples, not the same one repeated.
     assert not all(torch.equal(b["observation"], batches[0]["observation"]) for b in batches[1:])
@@ -164,17 +164,17 @@ def test_restored_untrained_batches_continue_the_stream_as_if_never_interrupted(
     # a new BalancedBatches given those yields exactly what the uninterrupted stream would.
     torch.manual_seed(0)
     _, buffer = _filled_buffer()
-    uninterrupted = list(itertools.islice(iter(BalancedBatches(buffer, 16, chunk=4)), 11))
+    uninterrupted = [batch for [batch] in itertools.islice(iter(BalancedBatches(buffer, 16, chunk=4)), 11)]
     torch.manual_seed(0)
     first = BalancedBatches(buffer, 16, chunk=4)
-    trained = list(itertools.islice(iter(first), 6))[:-1]  # the 6th is fetched ahead, not trained on
+    trained = [batch for [batch] in itertools.islice(iter(first), 6)][:-1]  # the 6th is fetched ahead, not trained on
     untrained = first.untrained()
     assert len(untrained) == 1 + 2  # the prefetched batch and the two left of the second chunk
     rng = torch.get_rng_state()
     resumed = BalancedBatches(buffer, 16, chunk=4)
     resumed.restore_untrained([batch.clone() for batch in untrained])
     torch.set_rng_state(rng)
-    continued = trained + list(itertools.islice(iter(resumed), 6))
+    continued = trained + [batch for [batch] in itertools.islice(iter(resumed), 6)]
     for expected, got in zip(uninterrupted, continued, strict=True):
         assert torch.equal(expected["observation"], got["observation"])
         assert torch.equal(expected["is_demo"], got["is_demo"])

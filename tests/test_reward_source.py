@@ -56,7 +56,7 @@ def _started(datamodule: SQILDataModule):
     datamodule.setup("fit")
     torch.manual_seed(0)
     learner = SACSQIL(observation_shape=datamodule.observation_shape, action_space=datamodule.action_space, hidden_sizes=(16,))
-    datamodule.trainer = SimpleNamespace(lightning_module=learner, global_rank=0, world_size=1)
+    datamodule.trainer = SimpleNamespace(lightning_module=learner, global_rank=0, world_size=1, max_steps=-1, checkpoint_callbacks=[])
     return datamodule.train_dataloader()
 
 
@@ -103,7 +103,7 @@ def test_env_reward_keeps_the_envs_reward_on_every_row(env_reward_data):
 
 def test_env_reward_batches_hold_only_the_agents_rows(env_reward_data):
     _, batches = env_reward_data
-    for batch in itertools.islice(iter(batches), 10):
+    for [batch] in itertools.islice(iter(batches), 10):
         assert batch.batch_size == (16,)
         assert not batch["is_demo"].any()
         reward = batch["next", "reward"].squeeze(-1).double()
@@ -133,7 +133,7 @@ def test_sqil_reward_zeroes_the_agents_rows_that_the_env_paid_for(sqil_reward_da
 
 def test_sqil_reward_batches_are_balanced_with_r_on_demo_rows(sqil_reward_data):
     _, batches = sqil_reward_data
-    for batch in itertools.islice(iter(batches), 10):
+    for [batch] in itertools.islice(iter(batches), 10):
         is_demo = batch["is_demo"]
         assert int(is_demo.sum()) == 8
         reward = batch["next", "reward"].squeeze(-1)

@@ -29,7 +29,7 @@ N_DEMO, N_ONLINE = 40, 60
 def _model(seed: int = 0, **hparams) -> SACSQIL:
     torch.manual_seed(seed)
     model = SACSQIL(observation_shape=(OBS_DIM,), action_space=ACTION_SPACE, hidden_sizes=(16,), gamma=GAMMA, **hparams)
-    # training_step logs on the trainer's logging steps; outside a Trainer there is none to ask.
+    # update_loss logs on the trainer's logging steps; outside a Trainer there is none to ask.
     model._logging_step = lambda: False
     return model
 
@@ -91,7 +91,7 @@ def test_balanced_continuous_batches_have_the_exact_demo_fraction_and_sqil_rewar
     demos = relabel_demo_rewards(_transitions(N_DEMO, -7.0, seed=1), demo_reward, GAMMA, absorbing=False)
     buffer = make_sqil_buffer(demos, online_capacity=100, demo_fraction=demo_fraction, batch_size=batch_size)
     buffer.extend(relabel_online_rewards(_transitions(N_ONLINE, -7.0, seed=2)))
-    for batch in itertools.islice(iter(BalancedBatches(buffer, batch_size, chunk=4)), 20):
+    for [batch] in itertools.islice(iter(BalancedBatches(buffer, batch_size, chunk=4)), 20):
         assert batch.batch_size == (batch_size,)
         is_demo = batch["is_demo"]
         assert int(is_demo.sum()) == 4
@@ -142,7 +142,7 @@ def test_changing_the_demo_reward_changes_the_critic_loss_of_demo_rows_only():
     torch.testing.assert_close(low["loss_alpha"], high["loss_alpha"], rtol=0, atol=0)
 
 
-def test_training_step_loss_is_sqil_critic_loss_plus_mean_actor_and_alpha_losses():
+def test_update_loss_loss_is_sqil_critic_loss_plus_mean_actor_and_alpha_losses():
     lambda_samp = 0.25
     model = _model(lambda_samp=lambda_samp)
     batch = _batch()
@@ -153,7 +153,7 @@ def test_training_step_loss_is_sqil_critic_loss_plus_mean_actor_and_alpha_losses
         + pieces["loss_alpha"].mean()
     )
     torch.manual_seed(123)
-    loss = model.training_step(batch.clone(), 0)
+    loss = model.update_loss(batch.clone())
     assert loss.shape == ()
     torch.testing.assert_close(loss, expected)
     # λ_samp really weighs the partitions: an unweighted mean over the batch is a different loss.
@@ -162,16 +162,16 @@ def test_training_step_loss_is_sqil_critic_loss_plus_mean_actor_and_alpha_losses
 
 
 def _logged(model: SACSQIL, batch: TensorDict) -> dict[str, float]:
-    """What training_step logs on a logging step (Lightning's `log` replaced by a recorder)."""
+    """What update_loss logs on a logging step (Lightning's `log` replaced by a recorder)."""
     logged = {}
     model._logging_step = lambda: True
     model.log = lambda name, value, **kwargs: logged.__setitem__(name, float(value))
     torch.manual_seed(123)
-    model.training_step(batch.clone(), 0)
+    model.update_loss(batch.clone())
     return logged
 
 
-def test_training_step_logs_the_critic_error_of_each_partition():
+def test_update_loss_logs_the_critic_error_of_each_partition():
     model = _model(lambda_samp=0.25)
     batch = _batch()
     pieces = _loss_pieces(model, batch)["loss_qvalue"].detach()
@@ -211,7 +211,7 @@ def test_lambda_samp_zero_makes_the_loss_ignore_the_agents_rows(lambda_samp, ign
     def loss_and_critic_grads(b: TensorDict):
         model.zero_grad()
         torch.manual_seed(7)
-        loss = model.training_step(b.clone(), 0)
+        loss = model.update_loss(b.clone())
         loss.backward()
         grads = [p.grad.clone() for p in model.sac_loss.qvalue_network_params.values(True, True)]
         return loss.detach(), grads
@@ -281,8 +281,8 @@ def test_a_few_hundred_steps_learn_a_higher_q_for_the_demo_action_and_act_toward
     observation = TensorDict({"observation": torch.tensor([STATE])}, batch_size=[1])
     start_action = model.policy(deterministic=True)(observation.clone())["action"].item()
     assert start_action < 0.5  # the untrained actor does not already act like the demos
-    for i, batch in enumerate(itertools.islice(iter(BalancedBatches(buffer, 64, chunk=32)), 300)):
-        loss = model.training_step(batch, i)
+    for i, [batch] in enumerate(itertools.islice(iter(BalancedBatches(buffer, 64, chunk=32)), 300)):
+        loss = model.update_loss(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -112,7 +112,7 @@ def _hand_batch() -> TensorDict:
     )
 
 
-def test_training_step_loss_matches_hand_computed_sqil_loss(monkeypatch):
+def test_update_loss_loss_matches_hand_computed_sqil_loss(monkeypatch):
     torch.manual_seed(0)
     module = _module()
     # A target network that differs from the online one, so using the wrong one shows.
@@ -122,7 +122,7 @@ def test_training_step_loss_matches_hand_computed_sqil_loss(monkeypatch):
     monkeypatch.setattr(module, "_logging_step", lambda: False)
     batch = _hand_batch()
 
-    loss = module.training_step(batch, 0)
+    loss = module.update_loss(batch)
 
     alpha, gamma, lam = 0.5, 0.9, 0.3
     with torch.no_grad():
@@ -140,11 +140,11 @@ def test_training_step_loss_matches_hand_computed_sqil_loss(monkeypatch):
     assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_training_step_gradient_flows_only_into_q_network(monkeypatch):
+def test_update_loss_gradient_flows_only_into_q_network(monkeypatch):
     torch.manual_seed(0)
     module = _module()
     monkeypatch.setattr(module, "_logging_step", lambda: False)
-    module.training_step(_hand_batch(), 0).backward()
+    module.update_loss(_hand_batch()).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.q_network.parameters())
     assert all(p.grad is None for p in module.target_network.parameters())
 

@@ -40,6 +40,7 @@ BASE_CONFIG = REPO / "conf" / "lunarlander.yaml"
 FAST_CONFIG = REPO / "tests" / "conf" / "fast.yaml"
 CHECKPOINT_EVERY = 100  # --checkpoint.every_n_train_steps of the runs below (as in fast.yaml)
 ROLLOUT_EVERY, ROLLOUT_FRAMES, INITIAL_FRAMES = 4, 4, 200  # fast.yaml's rollout and data settings
+UPDATES_PER_STEP = 4  # fast.yaml's data.updates_per_step: global_step moves 4 at a time
 # Generous: the machine may be busy; the waits end as soon as the condition holds.
 START_TIMEOUT_S, EXIT_TIMEOUT_S, RUN_TIMEOUT_S = 120, 120, 300
 
@@ -168,7 +169,7 @@ def test_sigterm_saves_last_ckpt_at_the_step_it_stopped_after(sigterm_run):
     assert checkpoint["global_step"] == step
     # Saved after the step finished (ModelCheckpoint's periodic saves, taken inside the step, count
     # one batch fewer): this is GracefulStop's checkpoint, not ModelCheckpoint's last.ckpt of step 100.
-    assert checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] == step
+    assert checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] == step // UPDATES_PER_STEP
     assert checkpoint["SQILDataModule"]["env_steps"] == INITIAL_FRAMES + ROLLOUT_FRAMES * (step // ROLLOUT_EVERY)
 
 
@@ -176,14 +177,14 @@ def test_sigterm_saves_last_ckpt_at_the_step_it_stopped_after(sigterm_run):
 def resumed_run(sigterm_run):
     """The same command plus `--ckpt_path last`, run to a max_steps a little past the interruption.
 
-    max_steps is the next periodic checkpoint after the interrupted step plus 50, so the resumed run
+    max_steps is the next periodic checkpoint after the interrupted step plus 52, so the resumed run
     writes one periodic checkpoint and its final step is not a multiple of the checkpoint interval.
     """
     if sigterm_run["status"] != 143 or sigterm_run["step"] is None:
         pytest.skip("the SIGTERM run failed (see the tests above)")
     tmp_path, step = sigterm_run["tmp_path"], sigterm_run["step"]
     periodic = (step // CHECKPOINT_EVERY + 1) * CHECKPOINT_EVERY
-    max_steps = periodic + 50
+    max_steps = periodic + 52  # a multiple of UPDATES_PER_STEP
     command = _fit_command(tmp_path, "--trainer.max_steps", str(max_steps), "--ckpt_path", "last")
     run = _Run(tmp_path, command, "resumed")
     status = run.wait(RUN_TIMEOUT_S)

@@ -94,9 +94,9 @@ def test_sqil_greedy_policy_takes_the_expert_action_in_every_demo_state_and_retu
     buffer = make_sqil_buffer(relabel_demo_rewards(demos, 1.0, GAMMA, absorbing=True), 1000, 0.5, 32)
     buffer.extend(relabel_online_rewards(random_rollouts(300, torch.Generator().manual_seed(0))))
 
-    for i, batch in enumerate(itertools.islice(iter(BalancedBatches(buffer, 32, chunk=50)), 1500)):
+    for i, [batch] in enumerate(itertools.islice(iter(BalancedBatches(buffer, 32, chunk=50)), 1500)):
         optimizer.zero_grad()
-        module.training_step(batch, i).backward()
+        module.update_loss(batch).backward()
         optimizer.step()
         module.update_target()
 
