@@ -1,14 +1,16 @@
 """Gradient updates per second: the full Lightning loop against a bare PyTorch loop, in one run,
-for the soft-Q module (LunarLander, 128x128) and the SAC module (HalfCheetah, 256x256).
+for the soft-Q module (LunarLander, 128x128) and the SAC module (HalfCheetah, 256x256), and the
+effect of each fast path.
 
 Both loops of a module run the same networks, loss, Adam, learning-rate schedule and Polyak update
 on the same batch size. The bare loop samples by random indexing into preallocated tensors; the
 Lightning loop is `Trainer.fit` on the module + `SQILDataModule` (TorchRL buffer sampling included,
-a CSV logger and the progress bar on), with one update per Lightning step and with
-``data.updates_per_step`` updates (the configs' 4). The timed updates step no env, so the ratios
-isolate the trainer's overhead; collection, and the whole loop with its rollouts, are timed apart.
+a CSV logger and the progress bar on): with one update per Lightning step, with
+``data.updates_per_step`` updates (the configs' 4), then adding `fast.fused_adam` and
+`fast.compile`. The timed updates step no env, so the ratios isolate the trainer's overhead;
+collection, and the whole loop with its rollouts, are timed apart.
 
-    python benchmarks/throughput.py --steps 3000 --repeats 3 --write
+    python benchmarks/throughput.py --repeats 3 --write
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from results_file import append_section, machine_line  # noqa: E402
 
-from callbacks import PeriodicRollout  # noqa: E402
+from callbacks import FastPaths, PeriodicRollout  # noqa: E402
 from sqil_lightning.datamodule import SQILDataModule  # noqa: E402
 from sqil_lightning.envs import make_env  # noqa: E402
 from sqil_lightning.experts import record_demos  # noqa: E402
@@ -51,6 +53,19 @@ class Bench:
     module_class: type[OffPolicyLearner]
     env_id: str
     demo_path: str | None  # None: the datamodule's default expert makes the demos
+    steps: int  # timed updates per loop
+
+
+# The loops timed for each module: (label, updates per Lightning step, fast.fused_adam, fast.compile);
+# None as updates per step is the bare loop.
+LOOPS = [
+    ("bare PyTorch", None, False, None),
+    ("bare PyTorch, fused Adam", None, True, None),
+    ("Lightning, 1 update a step", 1, False, None),
+    ("Lightning, updates_per_step 4", 4, False, None),
+    ("Lightning, updates_per_step 4 + fused_adam", 4, True, None),
+    ("Lightning, updates_per_step 4 + fused_adam + compile", 4, True, "default"),
+]
 
 
 class StepTimer(Callback):
@@ -97,7 +112,7 @@ def new_module(bench: Bench, datamodule: SQILDataModule) -> OffPolicyLearner:
 def lightning_updates_per_second(
     bench: Bench, datamodule: SQILDataModule, steps: int, warmup: int, log_dir: str, callbacks: tuple = ()
 ) -> float:
-    """Updates/s of `Trainer.fit` (``callbacks`` added: `PeriodicRollout` times the whole loop)."""
+    """Updates/s of `Trainer.fit` (``callbacks`` added: `FastPaths`, `PeriodicRollout` for the whole loop)."""
     per_step = datamodule.hparams.updates_per_step
     timer = StepTimer(warmup)
     trainer = Trainer(
@@ -115,7 +130,7 @@ def lightning_updates_per_second(
     return steps / (timer.end - timer.start)
 
 
-def bare_updates_per_second(bench: Bench, datamodule: SQILDataModule, steps: int, warmup: int) -> float:
+def bare_updates_per_second(bench: Bench, datamodule: SQILDataModule, steps: int, warmup: int, fused: bool) -> float:
     """The same updates with no framework: random rows of preallocated tensors, plain Adam."""
     hp = datamodule.hparams
     demo, online = datamodule.buffer.offline_buffer[:], datamodule.buffer.online_buffer[:]
@@ -124,6 +139,7 @@ def bare_updates_per_second(bench: Bench, datamodule: SQILDataModule, steps: int
     is_demo = torch.cat([torch.ones(n_demo, dtype=torch.bool), torch.zeros(n_online, dtype=torch.bool)])
     tensors = {key: (demo.get(key), online.get(key)) for key in KEYS}
     module = new_module(bench, datamodule)
+    module.use_fast_paths(None, fused)  # the module's own `adam` builds the optimiser
     update = bare_soft_q_update(module, steps + warmup) if isinstance(module, SoftQSQIL) else bare_sac_update(module)
     start = 0.0
     for step in range(steps + warmup):
@@ -137,7 +153,7 @@ def bare_updates_per_second(bench: Bench, datamodule: SQILDataModule, steps: int
 
 def bare_soft_q_update(module: SoftQSQIL, total: int):
     q_net, target_net, hp = module.q_network, module.target_network, module.hparams
-    optimizer = torch.optim.Adam(q_net.parameters(), lr=hp.lr)
+    optimizer = module.adam(q_net.parameters(), lr=hp.lr)
     decay = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, hp.final_lr_fraction, total_iters=total)
     q_params, target_params = list(q_net.parameters()), list(target_net.parameters())
 
@@ -192,72 +208,76 @@ def collection_steps_per_second(bench: Bench, datamodule: SQILDataModule, frames
 
 
 def measure(bench: Bench, args: argparse.Namespace, log_dir: str) -> dict[str, list[float]]:
-    one = make_datamodule(bench, args.batch_size, args.sample_chunk, 1)
-    several = make_datamodule(bench, args.batch_size, args.sample_chunk, args.updates_per_step)
-    figures: dict[str, list[float]] = {"bare": [], "lightning_1": [], "lightning_k": []}
-    for _ in range(args.repeats):  # alternating, so a slow spell of the machine hits all three
-        figures["bare"].append(bare_updates_per_second(bench, one, args.steps, args.warmup))
-        figures["lightning_1"].append(lightning_updates_per_second(bench, one, args.steps, args.warmup, log_dir))
-        figures["lightning_k"].append(lightning_updates_per_second(bench, several, args.steps, args.warmup, log_dir))
+    datamodules = {k: make_datamodule(bench, args.batch_size, args.sample_chunk, k) for k in (1, 4)}
+    figures: dict[str, list[float]] = {label: [] for label, *_ in LOOPS}
+    for _ in range(args.repeats):  # alternating, so a slow spell of the machine hits every loop
+        for label, per_step, fused, compile_mode in LOOPS:
+            if per_step is None:
+                rate = bare_updates_per_second(bench, datamodules[1], bench.steps, args.warmup, fused)
+            else:
+                fast = FastPaths(compile=compile_mode, fused_adam=fused)
+                rate = lightning_updates_per_second(bench, datamodules[per_step], bench.steps, args.warmup, log_dir, (fast,))
+            figures[label].append(rate)
         print(f"{bench.name}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in figures.items()) + " updates/s", flush=True)
-    figures["collection"] = [collection_steps_per_second(bench, one, 4000)]
-    # The whole loop: rollouts of 4 env steps every 4 updates (update-to-data 1, the configs').
-    whole = lightning_updates_per_second(bench, several, args.steps, args.warmup, log_dir, (PeriodicRollout(4),))
-    figures["whole_loop"] = [whole]
+    figures["collection"] = [collection_steps_per_second(bench, datamodules[1], 4000)]
+    # The whole loop: rollouts of 4 env steps every 4 updates (update-to-data 1, the configs'), fast paths on.
+    whole = (FastPaths(compile="default", fused_adam=True), PeriodicRollout(4))
+    figures["whole_loop"] = [lightning_updates_per_second(bench, datamodules[4], bench.steps, args.warmup, log_dir, whole)]
     return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=3000, help="timed updates per loop (a multiple of --updates-per-step)")
-    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--soft-q-steps", type=int, default=3000, help="timed updates per soft-Q loop (a multiple of 4)")
+    parser.add_argument("--sac-steps", type=int, default=600, help="timed updates per SAC loop (a multiple of 4)")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed updates first (compiling happens here)")
     parser.add_argument("--repeats", type=int, default=3, help="alternate the loops this many times; the best counts")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--sample-chunk", type=int, default=32)
-    parser.add_argument("--updates-per-step", type=int, default=4)
     parser.add_argument("--modules", nargs="+", default=["soft_q", "sac"], choices=["soft_q", "sac"])
     parser.add_argument("--write", action="store_true", help="append the figures to docs/results.md")
     args = parser.parse_args()
     torch.set_num_threads(1)  # every loop, as the CLI's default `torch_threads: 1`
 
+    benches = {
+        "soft_q": Bench("soft-Q, LunarLander-v3, 128x128", SoftQSQIL, "LunarLander-v3", None, args.soft_q_steps),
+        "sac": Bench("SAC, HalfCheetah-v5, 256x256", SACSQIL, "HalfCheetah-v5", None, args.sac_steps),
+    }
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        benches = {
-            "soft_q": Bench("soft-Q, LunarLander-v3, 128x128", SoftQSQIL, "LunarLander-v3", None),
-            "sac": Bench("SAC, HalfCheetah-v5, 256x256", SACSQIL, "HalfCheetah-v5", None),
-        }
         if "sac" in args.modules:
             benches["sac"].demo_path = random_demos("HalfCheetah-v5", Path(tmp) / "halfcheetah_random.npz", 5)
         for name in args.modules:
             results[name] = measure(benches[name], args, tmp)
-    rows = []
+    lines = []
     for name, figures in results.items():
-        bare, one, several = (max(figures[k]) for k in ("bare", "lightning_1", "lightning_k"))
-        rows.append(
-            f"| {benches[name].name} | {bare:.0f} | {one:.0f} ({one / bare:.3f}) | **{several:.0f} ({several / bare:.3f})** "
-            f"| {figures['collection'][0]:.0f} | {figures['whole_loop'][0]:.0f} |"
-        )
-        print(rows[-1])
+        best = {label: max(figures[label]) for label, *_ in LOOPS}
+        lines += [f"**{benches[name].name}** ({benches[name].steps} timed updates a loop)", ""]
+        lines += ["| loop | updates/s | ÷ bare loop with the same Adam |", "| --- | --- | --- |"]
+        for label, per_step, fused, _ in LOOPS:
+            bare = best["bare PyTorch, fused Adam" if fused else "bare PyTorch"]
+            lines.append(f"| {label} | {best[label]:.0f} | {best[label] / bare:.3f} |")
+        runs = "; ".join(f"{label}: " + "/".join(f"{v:.0f}" for v in figures[label]) for label, *_ in LOOPS)
+        lines += [
+            "",
+            f"Collection alone (TorchRL `Collector`, sampling policy, relabel + buffer write): {figures['collection'][0]:.0f} env steps/s. "
+            f"Whole loop (rollouts of 4 env steps every 4 updates, updates_per_step 4, fused Adam, compile): "
+            f"{figures['whole_loop'][0]:.0f} updates/s = env steps/s.",
+            "",
+            f"Every run (updates/s): {runs}.",
+            "",
+        ]
+    print("\n".join(lines))
     if args.write:
-        pairs = "; ".join(
-            f"{name}: " + ", ".join(f"{b:.0f}/{o:.0f}/{s:.0f}" for b, o, s in zip(f["bare"], f["lightning_1"], f["lightning_k"]))
-            for name, f in results.items()
-        )
         append_section(
-            "Throughput: Lightning loop vs bare PyTorch, soft-Q and SAC",
+            "Throughput and fast paths: Lightning loop vs bare PyTorch, soft-Q and SAC",
             "python benchmarks/throughput.py " + " ".join(sys.argv[1:]),
             [
                 machine_line(),
-                f"batch {args.batch_size}, sample_chunk {args.sample_chunk}, {args.steps} timed updates per loop after "
-                f"{args.warmup} warm-up, best of {args.repeats} alternating runs; 1 torch thread.",
+                f"batch {args.batch_size}, sample_chunk {args.sample_chunk}, timed after {args.warmup} warm-up updates, "
+                f"best of {args.repeats} alternating runs; 1 torch thread.",
                 "",
-                f"| module | bare PyTorch updates/s | Lightning, 1 update a step (ratio) | Lightning, "
-                f"updates_per_step {args.updates_per_step} (ratio) | collection env steps/s | whole loop updates/s "
-                "(= env steps/s, update-to-data 1) |",
-                "| --- | --- | --- | --- | --- | --- |",
-                *rows,
-                "",
-                f"Each run (bare / Lightning 1 / Lightning {args.updates_per_step}, updates/s): {pairs}.",
+                *lines,
             ],
         )
 

@@ -55,16 +55,12 @@ class BehaviouralCloning(OffPolicyLearner):
     def policy(self, deterministic: bool) -> TensorDictModule:
         return boltzmann_policy(self.policy_network, temperature=1.0, greedy=deterministic)
 
-    def update_loss(self, batch: TensorDictBase) -> torch.Tensor:
+    def losses(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
         is_demo = batch["is_demo"]  # only the two tensors cloning reads are gathered, not the whole batch
-        loss = F.cross_entropy(self.policy_network(batch["observation"][is_demo]), batch["action"][is_demo])
-        self.loss_terms = {"cross_entropy": loss.detach()}
-        if self._logging_step():
-            self.log("train/loss", loss.detach())
-        return loss
+        return {"loss": F.cross_entropy(self.policy_network(batch["observation"][is_demo]), batch["action"][is_demo])}
 
     def update_target(self) -> None:
         """BC has no target network."""
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.policy_network.parameters(), lr=self.hparams.lr)
+        return self.adam(self.policy_network.parameters(), lr=self.hparams.lr)

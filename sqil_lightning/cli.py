@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgre
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from callbacks import Evaluation, FiniteLossGuard, GracefulStop, LoggedConfig, PeriodicRollout, Throughput
+from callbacks import Evaluation, FastPaths, FiniteLossGuard, GracefulStop, LoggedConfig, PeriodicRollout, Throughput
 from sqil_lightning.checkpoint_io import AtomicCheckpointIO
 from sqil_lightning.datamodule import SQILDataModule
 from sqil_lightning.demos import DemoSet
@@ -36,12 +36,13 @@ class SQILCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         # The callbacks every SQIL run needs get config sections of their own (`rollout:`,
-        # `evaluation:`, `checkpoint:`, `finite_loss:`), so `--evaluation.episodes 20` works on
+        # `evaluation:`, `checkpoint:`, `finite_loss:`, `fast:`), so `--evaluation.episodes 20` works on
         # the command line.
         parser.add_lightning_class_args(PeriodicRollout, "rollout")
         parser.add_lightning_class_args(Evaluation, "evaluation")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(FiniteLossGuard, "finite_loss")
+        parser.add_lightning_class_args(FastPaths, "fast")
         parser.add_class_arguments(WandbSettings, "wandb")
         parser.add_argument(
             "--progress_bar_refresh_rate",

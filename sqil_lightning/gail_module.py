@@ -77,7 +77,7 @@ class GAILSoftQ(SoftQSQIL):
         with torch.no_grad(), loss.discriminator_network_params.to_module(loss.discriminator_network):
             return self.discriminator.logit(observation, action)
 
-    def update_loss(self, batch: TensorDictBase) -> torch.Tensor:
+    def losses(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
         is_demo = batch["is_demo"]
         agent = batch[~is_demo]  # the Bellman term needs every key of the agent's rows
         expert_obs, expert_action = batch["observation"][is_demo], batch["action"][is_demo]
@@ -95,14 +95,13 @@ class GAILSoftQ(SoftQSQIL):
         reward = self.learned_reward(agent["observation"], agent["action"])
         _, q_taken, squared_error = self.soft_bellman_errors(agent, reward=reward)
         bellman = squared_error.mean()
-        loss = bellman + discriminator
-        self.loss_terms = {"soft_bellman": bellman.detach(), "discriminator": discriminator.detach()}
-        if self._logging_step():
-            self.log("train/loss", loss.detach())
-            self.log("train/discriminator", discriminator.detach())
-            self.log("train/learned_reward", reward.mean())
-            self.log("train/q_online", q_taken.detach().mean())
-        return loss
+        return {
+            "loss": bellman + discriminator,
+            "soft_bellman": bellman.detach(),
+            "discriminator": discriminator.detach(),
+            "learned_reward": reward.mean(),
+            "q_online": q_taken.detach().mean(),
+        }
 
     def trained_parameters(self) -> list[torch.nn.Parameter]:
         # One Adam over both networks: their losses share no parameters, so this equals two

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from lightning.pytorch import LightningModule
 from tensordict import TensorDictBase
@@ -22,7 +24,7 @@ def check_hyperparameter(name: str, value: float, low: float, high: float | None
 
 
 class OffPolicyLearner(LightningModule):
-    """Base of the SQIL learners; subclasses define the networks, `update_loss` and `policy`.
+    """Base of the SQIL learners; subclasses define the networks, `losses` and `policy`.
 
     Each Lightning step receives a list of batches (``data.updates_per_step`` of them) and makes
     one gradient update per batch: optimisation is manual so that several updates can share one
@@ -35,12 +37,15 @@ class OffPolicyLearner(LightningModule):
     """
 
     deterministic_label = "deterministic"
-    # The latest update's loss terms (detached), named for `FiniteLossGuard`'s error message.
+    # The latest update's statistics beside its loss (detached), for `FiniteLossGuard`'s error message.
     loss_terms: dict[str, torch.Tensor] = {}
 
     def __init__(self) -> None:
         super().__init__()
         self.automatic_optimization = False
+        self._fused_adam = False  # `use_fast_paths` (the `fast:` config section) sets both
+        self._compile_mode: str | None = None
+        self._compiled_losses: Callable[[TensorDictBase], dict[str, torch.Tensor]] | None = None
 
     def __setattr__(self, name: str, value) -> None:
         # Lightning records the running hook's name on the module ~26 times a step; through
@@ -55,9 +60,27 @@ class OffPolicyLearner(LightningModule):
         """The acting policy: sampling (collection) or deterministic (evaluation)."""
         raise NotImplementedError
 
-    def update_loss(self, batch: TensorDictBase) -> torch.Tensor:
-        """The loss of one gradient update on ``batch`` (its logging on the trainer's logging steps)."""
+    def losses(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
+        """One update's ``loss`` on ``batch`` and the statistics logged beside it as ``train/<name>``.
+
+        Tensor code only (no logging, no reads back to the host), so `fast.compile` can compile it.
+        """
         raise NotImplementedError
+
+    def log_losses(self, losses: dict[str, torch.Tensor]) -> None:
+        """Log an update's loss and statistics (on the trainer's logging steps only)."""
+        for name, value in losses.items():
+            self.log(f"train/{name}", value.detach())
+
+    def use_fast_paths(self, compile_mode: str | None, fused_adam: bool) -> None:
+        """Compile each update's `losses` (forward and backward) with ``torch.compile(mode=compile_mode)``
+        (None: eager) and build Adam with its fused kernel; called before the optimiser is made."""
+        self._compile_mode, self._fused_adam = compile_mode, fused_adam
+        self._compiled_losses = None
+
+    def adam(self, params, **kwargs) -> torch.optim.Adam:
+        """Adam, fused when the fast paths ask for it (the same update, one kernel for all tensors)."""
+        return torch.optim.Adam(params, fused=True if self._fused_adam else None, **kwargs)
 
     def update_target(self) -> None:
         """Move the target network(s) towards the trained ones (Polyak averaging), after each update."""
@@ -73,8 +96,13 @@ class OffPolicyLearner(LightningModule):
         # Lightning steps its logging clock once a step; advancing it with the updates keeps the
         # logged step equal to global_step (and logging every `log_every_n_steps` updates).
         self.trainer.fit_loop.epoch_loop._batches_that_stepped += len(batches) - 1
+        compute_losses = self._losses_function()
         for batch in batches:
-            loss = self.update_loss(batch)
+            statistics = compute_losses(batch)
+            loss = statistics.pop("loss")
+            self.loss_terms = statistics
+            if self._logging_step():
+                self.log_losses({"loss": loss, **statistics})
             optimizer.zero_grad()
             self.manual_backward(loss)
             optimizer.step()
@@ -85,6 +113,13 @@ class OffPolicyLearner(LightningModule):
             # own, and a checkpoint missing the step's target update would not resume exactly.
             self.update_target()
         return loss.detach()
+
+    def _losses_function(self) -> Callable[[TensorDictBase], dict[str, torch.Tensor]]:
+        if self._compile_mode is None:
+            return self.losses
+        if self._compiled_losses is None:  # compiled on first use: a module that only acts never compiles
+            self._compiled_losses = torch.compile(self.losses, mode=self._compile_mode)
+        return self._compiled_losses
 
     def validation_step(self, seed: torch.Tensor, batch_idx: int) -> None:
         self._evaluation_episode("val", seed)

@@ -20,7 +20,7 @@ from torchrl.objectives import SACLoss, SoftUpdate
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.learner import OffPolicyLearner, check_hyperparameter
 from sqil_lightning.networks import build_network, build_state_action_network
-from sqil_lightning.soft_bellman import sqil_loss
+from sqil_lightning.soft_bellman import partition_mean, sqil_loss
 
 
 class MeanActionPolicy(TensorDictModuleBase):
@@ -147,22 +147,32 @@ class SACSQIL(OffPolicyLearner):
         """
         return MeanActionPolicy(self.actor) if deterministic else self.actor
 
-    def update_loss(self, batch: TensorDictBase) -> torch.Tensor:
-        losses = self.sac_loss(batch)
-        critic_loss = sqil_loss(losses["loss_qvalue"], batch["is_demo"], self.hparams.lambda_samp)
+    def losses(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
+        losses, is_demo = self.sac_loss(batch), batch["is_demo"]
+        critic_loss = sqil_loss(losses["loss_qvalue"], is_demo, self.hparams.lambda_samp)
         actor_loss, alpha_loss = losses["loss_actor"].mean(), losses["loss_alpha"].mean()
-        loss = critic_loss + actor_loss + alpha_loss
-        self.loss_terms = {"critic": critic_loss.detach(), "actor": actor_loss.detach(), "alpha": alpha_loss.detach()}
-        if self._logging_step():
-            self._log_statistics(critic_loss, losses, batch["is_demo"])
-        return loss
+        critic_error = losses["loss_qvalue"].detach()
+        return {
+            "loss": critic_loss + actor_loss + alpha_loss,
+            "loss_critic": critic_loss.detach(),
+            "loss_actor": actor_loss.detach(),
+            "loss_alpha": alpha_loss.detach(),
+            "alpha": self.sac_loss.log_alpha.detach().exp(),
+            "critic_error_demo": partition_mean(critic_error, is_demo),
+            "critic_error_online": partition_mean(critic_error, ~is_demo),
+        }
+
+    def log_losses(self, losses: dict[str, torch.Tensor]) -> None:
+        if losses["critic_error_demo"].isnan():  # reward source `env`: batches hold no demo rows
+            losses = {name: value for name, value in losses.items() if name != "critic_error_demo"}
+        super().log_losses(losses)
 
     def update_target(self) -> None:
         self.target_update.step()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
-        return torch.optim.Adam(
+        return self.adam(
             [
                 {"params": list(self.sac_loss.actor_network_params.values(True, True)), "lr": hp.actor_lr},
                 {"params": list(self.sac_loss.qvalue_network_params.values(True, True)), "lr": hp.critic_lr},
@@ -170,11 +180,3 @@ class SACSQIL(OffPolicyLearner):
             ]
         )
 
-    def _log_statistics(self, critic_loss: torch.Tensor, losses: TensorDictBase, is_demo: torch.Tensor) -> None:
-        self.log("train/loss_critic", critic_loss.detach())
-        self.log("train/loss_actor", losses["loss_actor"].detach().mean())
-        self.log("train/alpha", self.sac_loss.log_alpha.detach().exp())
-        critic_error = losses["loss_qvalue"].detach()
-        if is_demo.any():  # reward source `env` has no demo rows
-            self.log("train/critic_error_demo", critic_error[is_demo].mean())
-        self.log("train/critic_error_online", critic_error[~is_demo].mean())

@@ -21,6 +21,13 @@ def soft_bellman_target(
     return reward + gamma * (~terminated) * next_value
 
 
+def partition_mean(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over the rows where ``rows`` is true (NaN when there are none), without
+    boolean indexing, which would read the row count back from a GPU."""
+    weight = rows.to(values.dtype)
+    return (values * weight).sum() / weight.sum()
+
+
 def sqil_loss(
     squared_error: torch.Tensor, is_demo: torch.Tensor, lambda_samp: float
 ) -> torch.Tensor:

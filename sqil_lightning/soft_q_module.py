@@ -12,7 +12,7 @@ from sqil_lightning.errors import ConfigError
 from sqil_lightning.learner import OffPolicyLearner, check_hyperparameter
 from sqil_lightning.networks import build_network
 from sqil_lightning.policies import boltzmann_policy
-from sqil_lightning.soft_bellman import soft_bellman_target, soft_value, sqil_loss
+from sqil_lightning.soft_bellman import partition_mean, soft_bellman_target, soft_value, sqil_loss
 
 
 class SoftQSQIL(OffPolicyLearner):
@@ -77,13 +77,10 @@ class SoftQSQIL(OffPolicyLearner):
         """The Boltzmann policy (used to collect) or, deterministic, its argmax (evaluation)."""
         return boltzmann_policy(self.q_network, self.hparams.temperature, greedy=deterministic)
 
-    def update_loss(self, batch: TensorDictBase) -> torch.Tensor:
-        q_values, q_taken, squared_error = self.soft_bellman_errors(batch)
+    def losses(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
+        _, q_taken, squared_error = self.soft_bellman_errors(batch)
         loss = sqil_loss(squared_error, batch["is_demo"], self.hparams.lambda_samp)
-        self.loss_terms = {"soft_bellman": loss.detach()}
-        if self._logging_step():
-            self._log_q_statistics(loss, q_taken.detach(), batch["is_demo"])
-        return loss
+        return {"loss": loss, **self.q_statistics(q_taken, batch["is_demo"])}
 
     def soft_bellman_errors(
         self, batch: TensorDictBase, reward: torch.Tensor | None = None
@@ -117,7 +114,7 @@ class SoftQSQIL(OffPolicyLearner):
         return list(self.q_network.parameters())
 
     def configure_optimizers(self) -> dict:
-        optimizer = torch.optim.Adam(self.trained_parameters(), lr=self.hparams.lr)
+        optimizer = self.adam(self.trained_parameters(), lr=self.hparams.lr)
         # The decay needs a known horizon; with `max_steps: -1` (run until stopped) the rate stays.
         horizon = self.trainer.max_steps
         end_factor = self.hparams.final_lr_fraction if horizon > 0 else 1.0
@@ -126,7 +123,8 @@ class SoftQSQIL(OffPolicyLearner):
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": decay, "interval": "step"}}
 
-    def _log_q_statistics(self, loss: torch.Tensor, q_taken: torch.Tensor, is_demo: torch.Tensor) -> None:
-        self.log("train/loss", loss.detach())
-        self.log("train/q_demo", q_taken[is_demo].mean())
-        self.log("train/q_online", q_taken[~is_demo].mean())
+    @staticmethod
+    def q_statistics(q_taken: torch.Tensor, is_demo: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Mean Q(s, a) of the demo rows and of the agent's rows (logged as train/q_demo, q_online)."""
+        q_taken = q_taken.detach()
+        return {"q_demo": partition_mean(q_taken, is_demo), "q_online": partition_mean(q_taken, ~is_demo)}

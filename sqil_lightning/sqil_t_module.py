@@ -9,7 +9,7 @@ import torch
 from tensordict import TensorDictBase
 
 from sqil_lightning.learner import check_hyperparameter
-from sqil_lightning.soft_bellman import soft_value, sqil_loss
+from sqil_lightning.soft_bellman import partition_mean, soft_value, sqil_loss
 from sqil_lightning.soft_q_module import SoftQSQIL
 
 
@@ -45,16 +45,12 @@ class SoftQSQILT(SoftQSQIL):
             observation_shape, action_space, hidden_sizes, gamma, temperature, lambda_samp, lr, target_tau, final_lr_fraction, encoder
         )
 
-    def update_loss(self, batch: TensorDictBase) -> torch.Tensor:
+    def losses(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
         hp = self.hparams
         is_demo = batch["is_demo"]
         q_values, q_taken, squared_error = self.soft_bellman_errors(batch)
         bellman = sqil_loss(squared_error, is_demo, hp.lambda_samp)
         advantage = q_taken - soft_value(q_values, hp.temperature).squeeze(-1)  # Q − V = α·log π(a|s)
-        cloning = -hp.temperature * advantage[is_demo].mean()
+        cloning = -hp.temperature * partition_mean(advantage, is_demo)
         loss = hp.bc_weight * cloning + bellman
-        self.loss_terms = {"cloning": cloning.detach(), "soft_bellman": bellman.detach()}
-        if self._logging_step():
-            self._log_q_statistics(loss, q_taken.detach(), is_demo)
-            self.log("train/cloning", cloning.detach())
-        return loss
+        return {"loss": loss, "cloning": cloning.detach(), "soft_bellman": bellman.detach(), **self.q_statistics(q_taken, is_demo)}

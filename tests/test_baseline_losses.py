@@ -108,19 +108,18 @@ def _common_kwargs() -> dict:
 # --- SQIL-T: cloning through the Q-network + Bellman terms -------------------------------------------------
 
 
-def _sqil_t(monkeypatch) -> SoftQSQILT:
+def _sqil_t() -> SoftQSQILT:
     torch.manual_seed(0)
     module = SoftQSQILT(**_common_kwargs(), bc_weight=BC_WEIGHT)
     _perturb_target_network(module)
-    monkeypatch.setattr(module, "_logging_step", lambda: False)
     return module
 
 
-def test_sqil_t_loss_is_weighted_cloning_plus_sqil_bellman_loss(monkeypatch):
-    module = _sqil_t(monkeypatch)
+def test_sqil_t_loss_is_weighted_cloning_plus_sqil_bellman_loss():
+    module = _sqil_t()
     batch = _hand_batch()
 
-    loss = module.update_loss(batch)
+    losses = module.losses(batch)
 
     demo = batch["is_demo"]
     with torch.no_grad():
@@ -130,14 +129,14 @@ def test_sqil_t_loss_is_weighted_cloning_plus_sqil_bellman_loss(monkeypatch):
         cloning = ALPHA * -(q_taken - _soft_value_by_hand(q, ALPHA))[demo].mean()
         errors = _bellman_squared_errors_by_hand(module, batch, batch["next", "reward"].squeeze(-1))
         bellman = errors[demo].mean() + LAMBDA_SAMP * errors[~demo].mean()
-    torch.testing.assert_close(loss.detach(), BC_WEIGHT * cloning + bellman)
-    torch.testing.assert_close(module.loss_terms["cloning"], cloning)
-    torch.testing.assert_close(module.loss_terms["soft_bellman"], bellman)
+    torch.testing.assert_close(losses["loss"].detach(), BC_WEIGHT * cloning + bellman)
+    torch.testing.assert_close(losses["cloning"], cloning)
+    torch.testing.assert_close(losses["soft_bellman"], bellman)
     assert cloning > 0  # −α² log π of a proper distribution: the check above is not vacuous
 
 
-def test_sqil_t_cloning_gradient_raises_the_demo_action_against_the_others(monkeypatch):
-    module = _sqil_t(monkeypatch)
+def test_sqil_t_cloning_gradient_raises_the_demo_action_against_the_others():
+    module = _sqil_t()
     batch = _hand_batch()
     demo = batch["is_demo"]
     outputs: list[torch.Tensor] = []
@@ -149,9 +148,9 @@ def test_sqil_t_cloning_gradient_raises_the_demo_action_against_the_others(monke
     handle = module.q_network.register_forward_hook(keep_output)
     # The cloning term alone, through the module's own computation: the Bellman terms cancel.
     module.hparams.bc_weight = 1.0
-    with_cloning = module.update_loss(batch)
+    with_cloning = module.losses(batch)["loss"]
     module.hparams.bc_weight = 0.0
-    without_cloning = module.update_loss(batch)
+    without_cloning = module.losses(batch)["loss"]
     handle.remove()
     cloning = with_cloning - without_cloning
     params = list(module.q_network.parameters())
@@ -193,18 +192,17 @@ def test_sqil_t_cloning_gradient_raises_the_demo_action_against_the_others(monke
 # --- behavioural cloning ---------------------------------------------------------------------------------
 
 
-def _bc(monkeypatch) -> BehaviouralCloning:
+def _bc() -> BehaviouralCloning:
     torch.manual_seed(0)
     module = BehaviouralCloning(observation_shape=(OBS_DIM,), action_space={"n": N_ACTIONS}, hidden_sizes=(8,))
-    monkeypatch.setattr(module, "_logging_step", lambda: False)
     return module
 
 
-def test_bc_loss_is_cross_entropy_of_the_policy_logits_on_demo_rows(monkeypatch):
-    module = _bc(monkeypatch)
+def test_bc_loss_is_cross_entropy_of_the_policy_logits_on_demo_rows():
+    module = _bc()
     batch = _hand_batch()
 
-    loss = module.update_loss(batch)
+    loss = module.losses(batch)["loss"]
 
     demo = batch["is_demo"]
     with torch.no_grad():
@@ -215,32 +213,31 @@ def test_bc_loss_is_cross_entropy_of_the_policy_logits_on_demo_rows(monkeypatch)
     assert not torch.isclose(nll[demo].mean(), nll.mean())
 
 
-def test_bc_loss_ignores_the_agent_rows(monkeypatch):
-    module = _bc(monkeypatch)
+def test_bc_loss_ignores_the_agent_rows():
+    module = _bc()
     batch = _hand_batch()
-    loss = module.update_loss(batch).detach()
+    loss = module.losses(batch)["loss"].detach()
 
     changed = batch.clone()
     agent = ~changed["is_demo"]
     changed["action"][agent] = (changed["action"][agent] + 1) % N_ACTIONS
     changed["observation"][agent] = changed["observation"][agent] * -3.0 + 1.0
     changed["next", "reward"][agent] = 100.0
-    torch.testing.assert_close(module.update_loss(changed).detach(), loss, rtol=0, atol=0)
+    torch.testing.assert_close(module.losses(changed)["loss"].detach(), loss, rtol=0, atol=0)
 
     # Control: a demo row's action does move the loss.
     changed_demo = batch.clone()
     changed_demo["action"][0] = (changed_demo["action"][0] + 1) % N_ACTIONS
-    assert module.update_loss(changed_demo).detach() != loss
+    assert module.losses(changed_demo)["loss"].detach() != loss
 
 
 # --- GAIL: discriminator BCE + Bellman on the agent's rows with the learned reward ----------------------------
 
 
-def _gail(monkeypatch) -> GAILSoftQ:
+def _gail() -> GAILSoftQ:
     torch.manual_seed(0)
     module = GAILSoftQ(**_common_kwargs(), discriminator_hidden_sizes=(8,))
     _perturb_target_network(module)
-    monkeypatch.setattr(module, "_logging_step", lambda: False)
     return module
 
 
@@ -273,8 +270,8 @@ def _gail_terms_by_hand(module: GAILSoftQ, batch: TensorDict) -> tuple[torch.Ten
     return discriminator, bellman
 
 
-def test_gail_discriminator_parameters_are_shared_and_learned_reward_is_its_logit(monkeypatch):
-    module = _gail(monkeypatch)
+def test_gail_discriminator_parameters_are_shared_and_learned_reward_is_its_logit():
+    module = _gail()
     batch = _hand_batch()
     # The stateless module inside GAILLoss and `module.discriminator` read the same tensors.
     for (w, b), linear in zip(_discriminator_layers(module), [m for m in module.discriminator.net if isinstance(m, nn.Linear)]):
@@ -286,16 +283,17 @@ def test_gail_discriminator_parameters_are_shared_and_learned_reward_is_its_logi
     torch.testing.assert_close(reward.squeeze(-1), torch.log(p / (1.0 - p)))
 
 
-def test_gail_loss_is_discriminator_bce_plus_agent_bellman_with_learned_reward(monkeypatch):
-    module = _gail(monkeypatch)
+def test_gail_loss_is_discriminator_bce_plus_agent_bellman_with_learned_reward():
+    module = _gail()
     batch = _hand_batch()
 
-    loss = module.update_loss(batch)
+    losses = module.losses(batch)
+    loss = losses["loss"]
 
     discriminator, bellman = _gail_terms_by_hand(module, batch)
     torch.testing.assert_close(loss.detach(), (discriminator + bellman).detach())
-    torch.testing.assert_close(module.loss_terms["discriminator"], discriminator.detach())
-    torch.testing.assert_close(module.loss_terms["soft_bellman"], bellman.detach())
+    torch.testing.assert_close(losses["discriminator"], discriminator.detach())
+    torch.testing.assert_close(losses["soft_bellman"], bellman.detach())
 
     # Gradients: D gets only its BCE (the reward is a constant to the Q-learner), Q only the Bellman term.
     loss.backward()
@@ -308,11 +306,11 @@ def test_gail_loss_is_discriminator_bce_plus_agent_bellman_with_learned_reward(m
     assert all(p.grad is None for p in module.target_network.parameters())
 
 
-def test_gail_bellman_term_skips_demo_rows_and_ignores_the_stored_reward(monkeypatch):
-    module = _gail(monkeypatch)
+def test_gail_bellman_term_skips_demo_rows_and_ignores_the_stored_reward():
+    module = _gail()
     batch = _hand_batch()
-    loss = module.update_loss(batch).detach()
-    bellman = module.loss_terms["soft_bellman"]
+    losses = module.losses(batch)
+    loss, bellman = losses["loss"].detach(), losses["soft_bellman"]
     demo = batch["is_demo"]
 
     # Demo rows' transitions (next state, reward, termination) do not reach the Bellman term.
@@ -320,19 +318,19 @@ def test_gail_bellman_term_skips_demo_rows_and_ignores_the_stored_reward(monkeyp
     changed["next", "observation"][demo] = changed["next", "observation"][demo] * 5.0 - 2.0
     changed["next", "reward"][demo] = 50.0
     changed["next", "terminated"][demo] = ~changed["next", "terminated"][demo]
-    torch.testing.assert_close(module.update_loss(changed).detach(), loss, rtol=0, atol=0)
-    torch.testing.assert_close(module.loss_terms["soft_bellman"], bellman, rtol=0, atol=0)
+    changed_losses = module.losses(changed)
+    torch.testing.assert_close(changed_losses["loss"].detach(), loss, rtol=0, atol=0)
+    torch.testing.assert_close(changed_losses["soft_bellman"], bellman, rtol=0, atol=0)
 
     # The agent rows' stored reward is replaced by the discriminator's.
     changed = batch.clone()
     changed["next", "reward"][~demo] = torch.tensor([[7.0], [-3.0], [1.5], [40.0]])
-    torch.testing.assert_close(module.update_loss(changed).detach(), loss, rtol=0, atol=0)
+    torch.testing.assert_close(module.losses(changed)["loss"].detach(), loss, rtol=0, atol=0)
 
     # Control: the agent rows' next state does move the Bellman term.
     changed = batch.clone()
     changed["next", "observation"][~demo] = changed["next", "observation"][~demo] * 5.0 - 2.0
-    module.update_loss(changed)
-    assert module.loss_terms["soft_bellman"] != bellman
+    assert module.losses(changed)["soft_bellman"] != bellman
 
 
 # --- data.rollout_policy ------------------------------------------------------------------------------------

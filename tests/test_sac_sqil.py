@@ -29,8 +29,6 @@ N_DEMO, N_ONLINE = 40, 60
 def _model(seed: int = 0, **hparams) -> SACSQIL:
     torch.manual_seed(seed)
     model = SACSQIL(observation_shape=(OBS_DIM,), action_space=ACTION_SPACE, hidden_sizes=(16,), gamma=GAMMA, **hparams)
-    # update_loss logs on the trainer's logging steps; outside a Trainer there is none to ask.
-    model._logging_step = lambda: False
     return model
 
 
@@ -142,7 +140,7 @@ def test_changing_the_demo_reward_changes_the_critic_loss_of_demo_rows_only():
     torch.testing.assert_close(low["loss_alpha"], high["loss_alpha"], rtol=0, atol=0)
 
 
-def test_update_loss_loss_is_sqil_critic_loss_plus_mean_actor_and_alpha_losses():
+def test_loss_is_sqil_critic_loss_plus_mean_actor_and_alpha_losses():
     lambda_samp = 0.25
     model = _model(lambda_samp=lambda_samp)
     batch = _batch()
@@ -153,7 +151,7 @@ def test_update_loss_loss_is_sqil_critic_loss_plus_mean_actor_and_alpha_losses()
         + pieces["loss_alpha"].mean()
     )
     torch.manual_seed(123)
-    loss = model.update_loss(batch.clone())
+    loss = model.losses(batch.clone())["loss"]
     assert loss.shape == ()
     torch.testing.assert_close(loss, expected)
     # λ_samp really weighs the partitions: an unweighted mean over the batch is a different loss.
@@ -162,16 +160,15 @@ def test_update_loss_loss_is_sqil_critic_loss_plus_mean_actor_and_alpha_losses()
 
 
 def _logged(model: SACSQIL, batch: TensorDict) -> dict[str, float]:
-    """What update_loss logs on a logging step (Lightning's `log` replaced by a recorder)."""
+    """What a logging step logs (Lightning's `log` replaced by a recorder)."""
     logged = {}
-    model._logging_step = lambda: True
     model.log = lambda name, value, **kwargs: logged.__setitem__(name, float(value))
     torch.manual_seed(123)
-    model.update_loss(batch.clone())
+    model.log_losses(model.losses(batch.clone()))
     return logged
 
 
-def test_update_loss_logs_the_critic_error_of_each_partition():
+def test_a_logging_step_logs_the_critic_error_of_each_partition():
     model = _model(lambda_samp=0.25)
     batch = _batch()
     pieces = _loss_pieces(model, batch)["loss_qvalue"].detach()
@@ -211,7 +208,7 @@ def test_lambda_samp_zero_makes_the_loss_ignore_the_agents_rows(lambda_samp, ign
     def loss_and_critic_grads(b: TensorDict):
         model.zero_grad()
         torch.manual_seed(7)
-        loss = model.update_loss(b.clone())
+        loss = model.losses(b.clone())["loss"]
         loss.backward()
         grads = [p.grad.clone() for p in model.sac_loss.qvalue_network_params.values(True, True)]
         return loss.detach(), grads
@@ -282,7 +279,7 @@ def test_a_few_hundred_steps_learn_a_higher_q_for_the_demo_action_and_act_toward
     start_action = model.policy(deterministic=True)(observation.clone())["action"].item()
     assert start_action < 0.5  # the untrained actor does not already act like the demos
     for i, [batch] in enumerate(itertools.islice(iter(BalancedBatches(buffer, 64, chunk=32)), 300)):
-        loss = model.update_loss(batch)
+        loss = model.losses(batch)["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

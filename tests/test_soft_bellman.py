@@ -112,17 +112,16 @@ def _hand_batch() -> TensorDict:
     )
 
 
-def test_update_loss_loss_matches_hand_computed_sqil_loss(monkeypatch):
+def test_losses_loss_matches_hand_computed_sqil_loss():
     torch.manual_seed(0)
     module = _module()
     # A target network that differs from the online one, so using the wrong one shows.
     with torch.no_grad():
         for p in module.target_network.parameters():
             p.add_(0.3 * torch.randn_like(p))
-    monkeypatch.setattr(module, "_logging_step", lambda: False)
     batch = _hand_batch()
 
-    loss = module.update_loss(batch)
+    loss = module.losses(batch)["loss"]
 
     alpha, gamma, lam = 0.5, 0.9, 0.3
     with torch.no_grad():
@@ -140,11 +139,10 @@ def test_update_loss_loss_matches_hand_computed_sqil_loss(monkeypatch):
     assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_update_loss_gradient_flows_only_into_q_network(monkeypatch):
+def test_losses_gradient_flows_only_into_q_network():
     torch.manual_seed(0)
     module = _module()
-    monkeypatch.setattr(module, "_logging_step", lambda: False)
-    module.update_loss(_hand_batch()).backward()
+    module.losses(_hand_batch())["loss"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.q_network.parameters())
     assert all(p.grad is None for p in module.target_network.parameters())
 

@@ -77,7 +77,7 @@ def random_rollouts(n: int, generator: torch.Generator) -> TensorDict:
     return transitions(rows)
 
 
-def test_sqil_greedy_policy_takes_the_expert_action_in_every_demo_state_and_returns_to_demos(monkeypatch):
+def test_sqil_greedy_policy_takes_the_expert_action_in_every_demo_state_and_returns_to_demos():
     torch.manual_seed(0)
     demos = expert_demos()
     demo_states = sorted(set(demos["observation"].argmax(-1).tolist()))
@@ -87,7 +87,6 @@ def test_sqil_greedy_policy_takes_the_expert_action_in_every_demo_state_and_retu
         observation_shape=(N_STATES,), action_space={"n": 3}, hidden_sizes=(32,), gamma=GAMMA,
         temperature=0.1, lambda_samp=1.0, lr=3e-3, target_tau=0.05,
     )
-    monkeypatch.setattr(module, "_logging_step", lambda: False)
     optimizer = torch.optim.Adam(module.q_network.parameters(), lr=module.hparams.lr)
     module.on_train_start()
 
@@ -96,7 +95,7 @@ def test_sqil_greedy_policy_takes_the_expert_action_in_every_demo_state_and_retu
 
     for i, [batch] in enumerate(itertools.islice(iter(BalancedBatches(buffer, 32, chunk=50)), 1500)):
         optimizer.zero_grad()
-        module.update_loss(batch).backward()
+        module.losses(batch)["loss"].backward()
         optimizer.step()
         module.update_target()
 
