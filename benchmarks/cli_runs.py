@@ -50,5 +50,5 @@ def eval_curve(run: Path, label: str) -> list[dict[str, float]]:
     """The periodic evaluations in a run's metrics.csv: env steps, elapsed s and the ``label`` metrics."""
     with (run / "metrics.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r.get(f"eval/{label}/return")]
-    keys = ["env_steps", "time/elapsed_s", *(k for k in rows[0] if k.startswith(f"eval/{label}/"))] if rows else []
+    keys = ["env_steps", "time/elapsed_s", "time/train_s", *(k for k in rows[0] if k.startswith(f"eval/{label}/"))] if rows else []
     return [{k: float(r[k]) for k in keys if r.get(k)} for r in rows]

@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "benchmark")
     parser.add_argument("--write", action="store_true", help="append the figures to docs/results.md")
     parser.add_argument("--tag", default="", help="suffix of the plot's file name and the section title (a re-run)")
+    parser.add_argument("extra", nargs="*", help="extra CLI overrides passed to every SQIL fit (after --)")
     args = parser.parse_args()
     env_id, fraction = TASKS[args.task]
     config, overlay = f"conf/{args.task}.yaml", f"conf/experts/{args.task}.yaml"
@@ -92,7 +93,8 @@ def main() -> None:
     finals, curves = {}, {}
     for seed in args.seeds:
         print(f"seed {seed}: SQIL (skipped if finished) …", flush=True)
-        run = fit([config], args.out, args.task, f"sqil_seed_{seed}", ["--seed_everything", str(seed), "--data.seed", str(seed)])
+        overrides = ["--seed_everything", str(seed), "--data.seed", str(seed), *args.extra]
+        run = fit([config], args.out, args.task, f"sqil_seed_{seed}", overrides)
         finals[seed], curves[seed] = finished(run), eval_curve(run, LABEL)
         r = finals[seed][LABEL]["mean_return"]
         print(f"seed {seed}: return {r:.1f} ({'reaches' if reaches(r, expert_return, fraction) else 'misses'} "
@@ -131,7 +133,8 @@ def write_section(args, env_id, fraction, expert, finals, floor, demos, demo_fil
             f"(SAC on the env's reward, {expert['global_step']} gradient steps, {expert['env_steps']} env steps, "
             f"{expert['wall_clock']:.0f} s). Demos: {demos.num_episodes} episodes of its mean action recorded into "
             f"`{demo_file.relative_to(ROOT)}` (their env return: {demos.episode_returns().mean():.1f}). "
-            f"SQIL: `python -m sqil_lightning fit --config conf/{args.task}.yaml --seed_everything SEED --data.seed SEED`.",
+            f"SQIL: `python -m sqil_lightning fit --config conf/{args.task}.yaml --seed_everything SEED --data.seed SEED"
+            f"{''.join(' ' + x for x in args.extra)}`.",
             f"Returns are means over 100 mean-action episodes with start seeds {eval_seed}…{eval_seed + 99}, the same "
             "for every row. `÷ expert` is the raw ratio; `normalised` is (R − random) / (expert − random). "
             f"`≥ {fraction:.0%}` reads \"{fraction:.0%} of the expert's return\" strictly for negative returns: "

@@ -54,6 +54,7 @@ class Bench:
     env_id: str
     demo_path: str | None  # None: the datamodule's default expert makes the demos
     steps: int  # timed updates per loop
+    gamma: float  # the module's default discount (the datamodule's absorbing reward uses it)
 
 
 # The loops timed for each module: (label, updates per Lightning step, fast.fused_adam, fast.compile);
@@ -95,13 +96,16 @@ def make_datamodule(bench: Bench, batch_size: int, sample_chunk: int, updates_pe
         env_id=bench.env_id,
         demo_path=bench.demo_path,
         demo_expert="lunarlander_scripted" if bench.demo_path is None else None,
-        gamma=0.99,
+        gamma=bench.gamma,
         batch_size=batch_size,
         sample_chunk=sample_chunk,
         initial_frames=5000,
         updates_per_step=updates_per_step,
     )
     datamodule.setup("fit")
+    datamodule.start_collector(None, "cpu")  # uniformly random actions fill the online partition
+    while datamodule.env_steps < datamodule.hparams.initial_frames:
+        datamodule.collect()
     return datamodule
 
 
@@ -240,8 +244,8 @@ def main() -> None:
     torch.set_num_threads(1)  # every loop, as the CLI's default `torch_threads: 1`
 
     benches = {
-        "soft_q": Bench("soft-Q, LunarLander-v3, 128x128", SoftQSQIL, "LunarLander-v3", None, args.soft_q_steps),
-        "sac": Bench("SAC, HalfCheetah-v5, 256x256", SACSQIL, "HalfCheetah-v5", None, args.sac_steps),
+        "soft_q": Bench("soft-Q, LunarLander-v3, 128x128", SoftQSQIL, "LunarLander-v3", None, args.soft_q_steps, 0.97),
+        "sac": Bench("SAC, HalfCheetah-v5, 256x256", SACSQIL, "HalfCheetah-v5", None, args.sac_steps, 0.99),
     }
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -65,9 +65,12 @@ class Evaluation(Callback):
         self.evaluations_done = 0
         self.result_path: Path | None = None
         self._fit_start = time.perf_counter()
+        self._evaluating_s = 0.0  # wall-clock spent in this fit's evaluations so far
+        self._train_s = 0.0  # wall-clock spent training when the current evaluation began
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._fit_start = time.perf_counter()
+        self._evaluating_s = 0.0
 
     def state_dict(self) -> dict[str, int]:
         # A resumed run keeps the video cadence (every n-th evaluation) of the interrupted one.
@@ -85,6 +88,9 @@ class Evaluation(Callback):
         """
         datamodule = trainer.datamodule
         env_id, seed = datamodule.hparams.env_id, datamodule.hparams.eval_seed
+        started = time.perf_counter()
+        # Training alone (the time-to-success figures): this fit's wall-clock without its evaluations.
+        self._train_s = started - self._fit_start - self._evaluating_s
         self.evaluations_done += 1
         every = self.video_every_n_evaluations
         with_video = every > 0 and self.evaluations_done % every == 0
@@ -102,6 +108,7 @@ class Evaluation(Callback):
                 self._log_result(trainer, f"{prefix}/{label}", result, progress_key=label + suffix)
             if with_video:
                 self._log_video(trainer, policy, label, seed)
+        self._evaluating_s += time.perf_counter() - started
         return results
 
     def _log_result(self, trainer: Trainer, prefix: str, result: EvalResult, progress_key: str) -> None:
@@ -110,6 +117,7 @@ class Evaluation(Callback):
             metrics[f"{prefix}/success_rate"] = result.success_rate
         metrics["env_steps"] = float(trainer.datamodule.env_steps)
         metrics["time/elapsed_s"] = time.perf_counter() - self._fit_start
+        metrics["time/train_s"] = self._train_s
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
         key = "success" if result.success_rate is not None else "return"

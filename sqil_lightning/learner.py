@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule
+from lightning.pytorch.plugins.precision import Precision
+from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.evaluation import run_episode
+
+
+# The hooks Lightning calls around each update's backward pass and optimiser step.
+UPDATE_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
 
 
 def check_hyperparameter(name: str, value: float, low: float, high: float | None = None, low_inclusive: bool = True) -> None:
@@ -46,6 +54,7 @@ class OffPolicyLearner(LightningModule):
         self._fused_adam = False  # `use_fast_paths` (the `fast:` config section) sets both
         self._compile_mode: str | None = None
         self._compiled_losses: Callable[[TensorDictBase], dict[str, torch.Tensor]] | None = None
+        self._direct_hooks: dict[str, list[Callable]] | None = None  # see `_update_hooks`
 
     def __setattr__(self, name: str, value) -> None:
         # Lightning records the running hook's name on the module ~26 times a step; through
@@ -104,8 +113,11 @@ class OffPolicyLearner(LightningModule):
             if self._logging_step():
                 self.log_losses({"loss": loss, **statistics})
             optimizer.zero_grad()
-            self.manual_backward(loss)
-            optimizer.step()
+            if self._direct_hooks is None:
+                self.manual_backward(loss)
+                optimizer.step()
+            else:
+                self._direct_update(loss, optimizer)
             if schedule is not None:
                 schedule.step()
             # The target update belongs to the update itself, not to `on_train_batch_end`:
@@ -113,6 +125,41 @@ class OffPolicyLearner(LightningModule):
             # own, and a checkpoint missing the step's target update would not resume exactly.
             self.update_target()
         return loss.detach()
+
+    def on_fit_start(self) -> None:
+        self._direct_hooks = self._update_hooks()
+
+    def _update_hooks(self) -> dict[str, list[Callable]] | None:
+        """The update hooks something implements, when Lightning's backward and step would add nothing else.
+
+        On one device at 32-bit precision, `manual_backward` and the optimiser wrapper only dispatch
+        `UPDATE_HOOKS` to every callback and the module: 0.09 ms an update on the 2-core CPU (6%
+        of a LunarLander update), most of it for callbacks that do not implement them. There the
+        update calls the implemented hooks itself (`_direct_update`); None keeps Lightning's path
+        (DDP, mixed precision and other plugins act inside it).
+        """
+        trainer = self.trainer
+        if type(trainer.strategy) is not SingleDeviceStrategy or type(trainer.precision_plugin) is not Precision:
+            return None
+        return {
+            hook: [partial(getattr(callback, hook), trainer, self) for callback in trainer.callbacks if is_overridden(hook, callback, Callback)]
+            + ([getattr(self, hook)] if is_overridden(hook, self, LightningModule) else [])
+            for hook in UPDATE_HOOKS
+        }
+
+    def _direct_update(self, loss: torch.Tensor, optimizer) -> None:
+        """`manual_backward` + ``optimizer.step()`` without Lightning's dispatch: the same hooks in
+        the same order, the same optimiser step and step count."""
+        for hook in self._direct_hooks["on_before_backward"]:
+            hook(loss)
+        loss.backward()
+        for hook in self._direct_hooks["on_after_backward"]:
+            hook()
+        for hook in self._direct_hooks["on_before_optimizer_step"]:
+            hook(optimizer.optimizer)
+        optimizer._on_before_step()  # counts the step in global_step, as LightningOptimizer.step does
+        optimizer.optimizer.step()
+        optimizer._on_after_step()
 
     def _losses_function(self) -> Callable[[TensorDictBase], dict[str, torch.Tensor]]:
         if self._compile_mode is None:

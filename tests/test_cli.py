@@ -280,3 +280,15 @@ def test_gamma_one_with_absorbing_reward_is_a_one_line_error(tmp_path, monkeypat
         ],
     )
     assert "gamma" in line
+
+
+def test_evaluations_log_training_time_without_the_earlier_evaluations(fit_run):
+    with open(fit_run["log_dir"] / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("time/train_s")]
+    assert len(rows) == 2  # the periodic evaluation and the final one
+    (periodic_elapsed, periodic_train), (final_elapsed, final_train) = (
+        (float(r["time/elapsed_s"]), float(r["time/train_s"])) for r in rows
+    )
+    assert 0 < periodic_train <= periodic_elapsed
+    # Between the two the periodic evaluation ran: elapsed time counts it, training time does not.
+    assert final_elapsed - periodic_elapsed > final_train - periodic_train > 0

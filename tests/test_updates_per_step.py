@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Callback, Trainer
 
-from sqil_lightning.cli import main
+from sqil_lightning.cli import SQILCLI, main
+from sqil_lightning.learner import OffPolicyLearner
 from sqil_lightning.replay import BalancedBatches
 from test_replay import _filled_buffer
 
@@ -84,3 +86,54 @@ def test_a_checkpoint_from_automatic_optimisation_resumes_at_its_step(tmp_path, 
     resumed = _fit(tmp_path, lunarlander_demo_file, "resumed", "--trainer.max_steps", "160", "--ckpt_path", str(old_style))
     assert resumed["global_step"] == 160
     assert resumed["SQILDataModule"]["env_steps"] == checkpoint["SQILDataModule"]["env_steps"] + 40
+
+
+class UpdateHookRecorder(Callback):
+    """Records, in order, the update hooks Lightning promises callbacks."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        self.calls.append("before_backward")
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        self.calls.append("after_backward")
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        assert isinstance(optimizer, torch.optim.Adam)
+        self.calls.append("before_optimizer_step")
+
+
+def _fit_with_recorder(tmp_path: Path, demo_path: Path, name: str) -> tuple[dict, UpdateHookRecorder]:
+    recorder = UpdateHookRecorder()
+    original = SQILCLI.instantiate_trainer
+
+    def with_recorder(self, **kwargs) -> Trainer:
+        trainer = original(self, **kwargs)
+        trainer.callbacks.append(recorder)
+        return trainer
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SQILCLI, "instantiate_trainer", with_recorder)
+        checkpoint = _fit(tmp_path, demo_path, name)
+    return checkpoint, recorder
+
+
+def test_direct_updates_call_each_update_hook_and_train_like_lightnings_dispatch(tmp_path, monkeypatch, lunarlander_demo_file):
+    # On one CPU device at 32-bit precision the learner calls the implemented update hooks itself;
+    # Lightning's own dispatch (kept for DDP and mixed precision) must train the same weights.
+    monkeypatch.chdir(tmp_path)
+    direct_updates = []
+    original = OffPolicyLearner._direct_update
+    monkeypatch.setattr(OffPolicyLearner, "_direct_update", lambda self, *a: direct_updates.append(1) or original(self, *a))
+    direct, recorder = _fit_with_recorder(tmp_path, lunarlander_demo_file, "direct")
+    assert recorder.calls == ["before_backward", "after_backward", "before_optimizer_step"] * 120
+    assert len(direct_updates) == 120
+    monkeypatch.setattr(OffPolicyLearner, "_update_hooks", lambda self: None)
+    dispatched, recorder = _fit_with_recorder(tmp_path, lunarlander_demo_file, "dispatched")
+    assert recorder.calls == ["before_backward", "after_backward", "before_optimizer_step"] * 120
+    assert len(direct_updates) == 120  # Lightning's dispatch this time
+    assert direct["global_step"] == dispatched["global_step"] == 120
+    for key, value in direct["state_dict"].items():
+        assert torch.equal(value, dispatched["state_dict"][key]), key
