@@ -12,13 +12,13 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 class FastPaths(Callback):
     """Hands the learner its fast paths before Lightning builds the optimiser.
 
-    Measured on the 2-core CPU in docs/results.md ("Fast paths"). Several updates per Lightning
+    Measured on the 2-core CPU in docs/results.md ("Throughput and fast paths"). Several updates per Lightning
     step, the other knob that changes no result, is ``data.updates_per_step``.
 
     Args:
         compile: ``null`` (eager) or a ``torch.compile`` mode for each update's loss, forward and
             backward (`OffPolicyLearner.losses`); ``reduce-overhead`` also replays it as CUDA
-            graphs on a GPU. Compiling takes ~20-60 s at the start of a run.
+            graphs on a GPU. Compiling adds seconds to a minute at the start of a run.
         fused_adam: Adam's fused kernel: the same update in one kernel for all parameters
             instead of one per tensor (rounding may differ in the last bits).
     """
