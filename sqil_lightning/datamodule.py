@@ -338,6 +338,7 @@ class SQILDataModule(LightningDataModule):
         per_step = self.hparams.updates_per_step
         counts = {"trainer.max_steps": self.trainer.max_steps}
         for callback in self.trainer.checkpoint_callbacks:
+            # ModelCheckpoint keeps its interval only in this private attribute (no public getter).
             counts["checkpoint.every_n_train_steps"] = callback._every_n_train_steps
         for name, count in counts.items():
             if count > 0 and count % per_step:
