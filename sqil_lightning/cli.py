@@ -158,6 +158,7 @@ PIXELS_HELP = (
     "image tasks: the config's data.pixels as JSON, e.g. '{\"size\": 64}' (conf/carracing.yaml) or "
     "'{\"size\": null, \"frame_stack\": 4}' (conf/pong.yaml)"
 )
+SUCCESS_ONLY_HELP = "keep only episodes that end in the task's success (LunarLander), skipping failed seeds, until --episodes are kept"
 
 
 def demos_main(args: Sequence[str]) -> None:
@@ -170,6 +171,7 @@ def demos_main(args: Sequence[str]) -> None:
     gen.add_argument("--seed", type=int, default=0, help="episode i starts from reset(seed=SEED+i)")
     gen.add_argument("--out", required=True, help="path of the .npz demo file to write")
     gen.add_argument("--pixels", type=_pixels, help=PIXELS_HELP)
+    gen.add_argument("--success-only", action="store_true", help=SUCCESS_ONLY_HELP)
     rec = sub.add_parser("record", help="record episodes of a trained checkpoint (e.g. an expert trained with data.reward env)")
     rec.add_argument("--checkpoint", required=True, help="a .ckpt written by `python -m sqil_lightning fit`")
     rec.add_argument("--episodes", type=_positive_int, default=10)
@@ -177,6 +179,7 @@ def demos_main(args: Sequence[str]) -> None:
     rec.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic policy")
     rec.add_argument("--out", required=True, help="path of the .npz demo file to write")
     rec.add_argument("--pixels", type=_pixels, help=PIXELS_HELP)
+    rec.add_argument("--success-only", action="store_true", help=SUCCESS_ONLY_HELP)
     conversion = sub.add_parser("from-minari", help="convert a local Minari dataset (id or folder) into a demo file")
     conversion.add_argument("dataset", help="dataset id in the local Minari root, or a dataset folder")
     conversion.add_argument("--out", required=True, help="path of the .npz demo file to write")
@@ -186,11 +189,17 @@ def demos_main(args: Sequence[str]) -> None:
     ins.add_argument("--pixels", type=_pixels, help=PIXELS_HELP)
     ns = parser.parse_args(list(args))
     if ns.command == "generate":
-        demos = generate_expert_demos(ns.expert, ns.episodes, ns.seed, ns.out, pixels=ns.pixels)
+        demos = generate_expert_demos(ns.expert, ns.episodes, ns.seed, ns.out, pixels=ns.pixels, success_only=ns.success_only)
         print(f"wrote {ns.out}")
     elif ns.command == "record":
         demos = record_checkpoint_demos(
-            ns.checkpoint, ns.episodes, ns.seed, ns.out, deterministic=not ns.stochastic, pixels=ns.pixels
+            ns.checkpoint,
+            ns.episodes,
+            ns.seed,
+            ns.out,
+            deterministic=not ns.stochastic,
+            pixels=ns.pixels,
+            success_only=ns.success_only,
         )
         print(f"wrote {ns.out}")
     elif ns.command == "from-minari":

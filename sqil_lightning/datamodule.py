@@ -65,7 +65,7 @@ class SQILDataModule(LightningDataModule):
         reward: ``sqil`` (demo rows reward r, the agent's rows 0: imitation) or ``env`` (the env's
             own reward and no demos: plain soft-Q / SAC, how experts are trained).
         demo_path: demo file (.npz, see `sqil_lightning.demos`). Default:
-            ``demos/<env_id>_<demo source>_<demo_episodes>ep_seed<demo_seed>.npz``.
+            ``demos/<env_id>_<demo source>_<demo_episodes>ep[_success]_seed<demo_seed>.npz``.
         demo_expert: what generates the demo file on first use when it is missing: a built-in
             expert (e.g. ``lunarlander_scripted``) or an expert checkpoint (``*.ckpt``, trained
             with ``reward: env``); ``null`` means the file must exist or come from Minari.
@@ -73,6 +73,9 @@ class SQILDataModule(LightningDataModule):
             into the demo file on first use; needs ``pip install -e ".[minari]"``.
         demo_episodes: episodes the expert records when it generates demos.
         demo_seed: episode i of the demos starts from ``reset(seed=demo_seed + i)``.
+        demo_success_only: the expert records only episodes that end in the task's success
+            (LunarLander: at rest between the flags), skipping the seeds of failed ones, until it
+            has ``demo_episodes``; a failed demo would be rewarded like a good one.
         demo_reward: the constant reward r of demo transitions (paper Algorithm 1).
         absorbing_reward: give demo transitions into a terminal state r/(1-γ) (paper sec. 3.3).
         gamma: discount, linked from ``model.gamma`` (the absorbing reward needs it).
@@ -110,6 +113,7 @@ class SQILDataModule(LightningDataModule):
         demo_minari: str | None = None,
         demo_episodes: int = 100,
         demo_seed: int = 0,
+        demo_success_only: bool = False,
         demo_reward: float = 1.0,
         absorbing_reward: bool = True,
         gamma: float = 0.97,
@@ -227,7 +231,8 @@ class SQILDataModule(LightningDataModule):
         source = hp.demo_expert if hp.demo_expert is not None else f"minari-{hp.demo_minari}"
         # A checkpoint or dataset path becomes one file-name-safe token.
         token = Path(source).with_suffix("").as_posix().strip("./").replace("/", "-")
-        return Path("demos") / f"{hp.env_id}_{token}_{hp.demo_episodes}ep_seed{hp.demo_seed}.npz"
+        outcome = "_success" if hp.demo_success_only else ""
+        return Path("demos") / f"{hp.env_id}_{token}_{hp.demo_episodes}ep{outcome}_seed{hp.demo_seed}.npz"
 
     def load_demos(self) -> DemoSet:
         """The demo file, made from ``demo_expert`` or ``demo_minari`` if missing, checked against the env."""
@@ -248,7 +253,13 @@ class SQILDataModule(LightningDataModule):
         elif hp.demo_expert is not None and is_checkpoint(hp.demo_expert):
             log.info("recording %d episodes of %s into %s", hp.demo_episodes, hp.demo_expert, path)
             record_checkpoint_demos(
-                hp.demo_expert, hp.demo_episodes, hp.demo_seed, path, expected_env_id=hp.env_id, pixels=self.pixels
+                hp.demo_expert,
+                hp.demo_episodes,
+                hp.demo_seed,
+                path,
+                expected_env_id=hp.env_id,
+                pixels=self.pixels,
+                success_only=hp.demo_success_only,
             )
         elif hp.demo_expert is not None:
             # Checked here, not in __init__, so a model/env mismatch (the likelier mistake) is reported first.
@@ -257,7 +268,9 @@ class SQILDataModule(LightningDataModule):
                     f"data.demo_expert = {hp.demo_expert!r} acts in {expert_env_id(hp.demo_expert)}, not data.env_id = {hp.env_id!r}"
                 )
             log.info("generating %d %s demo episodes into %s", hp.demo_episodes, hp.demo_expert, path)
-            generate_expert_demos(hp.demo_expert, hp.demo_episodes, hp.demo_seed, path, pixels=self.pixels)
+            generate_expert_demos(
+                hp.demo_expert, hp.demo_episodes, hp.demo_seed, path, pixels=self.pixels, success_only=hp.demo_success_only
+            )
         else:
             raise DemoFileNotFoundError(f"data.demo_path = {path} does not exist. {self.demo_sources_help(hp.env_id)}")
 

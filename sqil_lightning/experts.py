@@ -21,10 +21,13 @@ from tqdm.auto import tqdm
 
 from sqil_lightning.demos import DemoError, DemoFileNotFoundError, DemoSet
 from sqil_lightning.car_racing import TrackFollower
-from sqil_lightning.envs import attach_simulator, make_env, make_gym_env
+from sqil_lightning.envs import SUCCESS_WRAPPERS, attach_simulator, has_success, make_env, make_gym_env
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.learner import OffPolicyLearner
 from sqil_lightning.pixels import PixelPipeline
+
+# Success-only recording gives up after this many episodes per demo wanted.
+MAX_TRIES_PER_DEMO = 20
 
 # How to make an expert checkpoint, for error messages.
 TRAIN_EXPERT_HINT = (
@@ -81,28 +84,49 @@ def record_demos(
     source: str,
     max_steps: int = 100_000,
     pixels: PixelPipeline | None = None,
+    success_only: bool = False,
 ) -> DemoSet:
-    """Run ``policy`` for whole episodes (episode i reset with seed ``seed + i``) and keep them all,
-    observed through ``pixels`` for image tasks."""
+    """Run ``policy`` for whole episodes (episode i reset with seed ``seed + i``), observed through
+    ``pixels`` for image tasks, and keep them all or, with ``success_only``, the first ``episodes``
+    that end in the task's success (the seeds of failed episodes are skipped).
+
+    Why filter: a demo is rewarded, and with the absorbing-state reward a demo's last transition
+    is worth r/(1-γ); a recorded crash would teach the imitator that crashing is what the expert does.
+    """
+    if success_only and not has_success(env_id):
+        raise ConfigError(f"success-only demos need a task with a success signal; {env_id} has none (tasks with one: {sorted(SUCCESS_WRAPPERS)})")
     gym_env = make_gym_env(env_id)
     attach_simulator(policy, gym_env)
     env = make_env(env_id, gym_env=gym_env, pixels=pixels)
-    rollouts = []
-    with torch.no_grad():
-        for i in tqdm(range(episodes), desc=f"recording {source} demos", unit="episode", leave=False):
-            start = env.reset(seed=seed + i)
-            rollouts.append(env.rollout(max_steps, policy, auto_reset=False, tensordict=start))
+    rollouts, tried = [], 0
+    with torch.no_grad(), tqdm(total=episodes, desc=f"recording {source} demos", unit="episode", leave=False) as bar:
+        while len(rollouts) < episodes:
+            if tried == MAX_TRIES_PER_DEMO * episodes:
+                raise DemoError(
+                    f"{source} succeeded in only {len(rollouts)} of {tried} episodes of {env_id}; "
+                    f"ask for fewer than {episodes} success-only demos or record them all"
+                )
+            start = env.reset(seed=seed + tried)
+            rollout = env.rollout(max_steps, policy, auto_reset=False, tensordict=start)
+            tried += 1
+            if not success_only or bool(rollout[-1]["next", "success"]):
+                rollouts.append(rollout)
+                bar.update()
     env.close()
-    return DemoSet.from_rollouts(
-        rollouts, metadata={"env_id": env_id, "source": source, "episodes": episodes, "seed": seed}
-    )
+    metadata = {"env_id": env_id, "source": source, "episodes": episodes, "seed": seed}
+    if success_only:
+        metadata.update(success_only=True, episodes_tried=tried)
+    return DemoSet.from_rollouts(rollouts, metadata=metadata)
 
 
 def generate_expert_demos(
-    expert: str, episodes: int, seed: int, out: str | Path, pixels: PixelPipeline | None = None
+    expert: str, episodes: int, seed: int, out: str | Path, pixels: PixelPipeline | None = None, success_only: bool = False
 ) -> DemoSet:
-    """Record ``episodes`` episodes of a built-in expert (observed through ``pixels``) into ``out``."""
-    demos = record_demos(expert_env_id(expert), make_expert(expert), episodes, seed, source=expert, pixels=pixels)
+    """Record ``episodes`` episodes of a built-in expert (observed through ``pixels``; only successful
+    ones with ``success_only``, see `record_demos`) into ``out``."""
+    demos = record_demos(
+        expert_env_id(expert), make_expert(expert), episodes, seed, source=expert, pixels=pixels, success_only=success_only
+    )
     demos.save(out)
     return demos
 
@@ -136,19 +160,22 @@ def record_checkpoint_demos(
     deterministic: bool = True,
     expected_env_id: str | None = None,
     pixels: PixelPipeline | None = None,
+    success_only: bool = False,
 ) -> DemoSet:
     """Record ``episodes`` episodes of a trained checkpoint into the demo file ``out``.
 
     ``deterministic`` acts with the learner's deterministic policy (argmax Q, or SAC's mean
     action); otherwise the expert samples from its stochastic policy, as the paper's Humanoid expert did.
     ``expected_env_id`` rejects a checkpoint trained on another env; ``pixels`` is the image
-    pipeline the demos are observed through (the checkpoint's own, for an image expert).
+    pipeline the demos are observed through (the checkpoint's own, for an image expert);
+    ``success_only`` keeps only episodes that end in success (`record_demos`).
     """
     learner, env_id = load_learner(checkpoint)
     if expected_env_id is not None and env_id != expected_env_id:
         raise ConfigError(f"expert checkpoint {checkpoint} was trained on {env_id}, not data.env_id = {expected_env_id!r}")
     policy = learner.policy(deterministic=deterministic)
     acting = learner.deterministic_label if deterministic else "stochastic"
-    demos = record_demos(env_id, policy, episodes, seed, source=f"checkpoint {checkpoint} ({acting})", pixels=pixels)
+    source = f"checkpoint {checkpoint} ({acting})"
+    demos = record_demos(env_id, policy, episodes, seed, source=source, pixels=pixels, success_only=success_only)
     demos.save(out)
     return demos

@@ -37,36 +37,40 @@ class ShiftedStarts(gym.Wrapper):
 
 
 class LunarLanderOffset:
-    """Place the lander far to one side of the helipad, tilted: a start the demos rarely visit.
+    """Place the lander sideways of the helipad and/or tilted: a start the demos rarely visit.
 
-    gymnasium's lander starts above the helipad (x = 0 in the normalised observation, where the
-    flags stand at ±0.2 and the screen edges at ±1) with a random push; the scripted expert's
-    demos therefore stay near x = 0 while high up. This shift moves the lander and its legs
-    sideways by ``x_offset`` (a uniform draw from the range, normalised units, random side) and
-    rotates them by a uniform draw from ±``tilt`` radians, keeping the push's velocity; the dynamics
-    are untouched. Defaults (conf/studies/lunarlander.yaml): |x| in [0.35, 0.5], tilt ±0.1 rad;
-    the scripted demos never reach |x| > 0.33 near the start height.
+    gymnasium's lander starts upright above the helipad (x = 0 in the normalised observation,
+    where the flags stand at ±0.2 and the screen edges at ±1) with a random push; the scripted
+    expert's demos therefore stay near x = 0 while high up, and never tilt beyond ±0.3 rad up
+    there (±0.51 rad anywhere). This shift moves the lander and its legs sideways by
+    ``x_offset`` (a uniform draw from the range, normalised units, random side) and rotates them
+    by a uniform draw from ``tilt`` radians (random direction), keeping the push's velocity; the
+    dynamics are untouched. conf/studies/lunarlander.yaml tilts by 0.6-0.9 rad (35-50 degrees)
+    without a lateral offset: an attitude no demo state has.
 
     Args:
         x_offset: [low, high] of the lateral offset, in the observation's normalised x.
-        tilt: largest tilt in radians (either direction).
+        tilt: [low, high] of the tilt's size in radians, or one number t for [0, t].
     """
 
-    def __init__(self, x_offset: tuple[float, float] = (0.35, 0.5), tilt: float = 0.1) -> None:
+    def __init__(self, x_offset: tuple[float, float] = (0.35, 0.5), tilt: float | tuple[float, float] = 0.1) -> None:
         low, high = x_offset
         if not 0 <= low <= high < 1:
             raise ConfigError(f"LunarLanderOffset x_offset = {list(x_offset)} is invalid; need 0 <= low <= high < 1")
-        if not 0 <= tilt < math.pi / 2:
-            raise ConfigError(f"LunarLanderOffset tilt = {tilt} is invalid; it must lie in [0, pi/2)")
+        tilt_low, tilt_high = (0.0, tilt) if isinstance(tilt, (int, float)) else tilt
+        if not 0 <= tilt_low <= tilt_high < math.pi / 2:
+            raise ConfigError(
+                f"LunarLanderOffset tilt = {tilt} is invalid; give radians t in [0, pi/2) or [low, high] with 0 <= low <= high < pi/2"
+            )
         self.x_offset = (float(low), float(high))
-        self.tilt = float(tilt)
+        self.tilt = (float(tilt_low), float(tilt_high))
 
     def __call__(self, env: gym.Env, rng: np.random.Generator) -> np.ndarray:
         from gymnasium.envs.box2d.lunar_lander import SCALE, VIEWPORT_W
 
         half_width = VIEWPORT_W / SCALE / 2
         dx = float(rng.choice([-1.0, 1.0]) * rng.uniform(*self.x_offset) * half_width)
-        angle = float(rng.uniform(-self.tilt, self.tilt))
+        angle = float(rng.choice([-1.0, 1.0]) * rng.uniform(*self.tilt))
         center = env.lander.position.copy()
         cos, sin = math.cos(angle), math.sin(angle)
         for body in [env.lander, *env.legs]:

@@ -73,21 +73,32 @@ def plot_curves(spec: StudySpec, out: Path) -> Path:
     return out
 
 
+# The panels of the coverage plot: (x index, y index, x label, y label) of the observation.
+COVERAGE_PANELS = (
+    (0, 1, "x (normalised; flags at ±0.2)", "y (normalised)"),
+    (4, 1, "angle (rad)", "y (normalised)"),
+)
+
+
 def plot_coverage(spec: StudySpec, demo_path: Path, env_id: str, episodes: int, eval_seed: int, out: Path) -> Path:
-    """Demo states (x, y) against the start positions of each start setting on the evaluation seeds."""
+    """Demo states against the start states of each start setting on the evaluation seeds, in
+    position (x, y) and in attitude (angle, y): a shift may leave the demos' places or their tilts."""
     demos = DemoSet.load(demo_path)
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.scatter(demos.observations[:, 0], demos.observations[:, 1], s=1, alpha=0.15, color="grey", label="demo states")
+    starts = {}
     for name, overrides in spec.start_settings.items():
         env = make_gym_env(env_id, start_shift=build_start_shift(overrides.get(START_SHIFT_KEY)))
-        starts = np.stack([env.reset(seed=eval_seed + i)[0] for i in range(episodes)])
+        starts[name] = np.stack([env.reset(seed=eval_seed + i)[0] for i in range(episodes)])
         env.close()
-        ax.scatter(starts[:, 0], starts[:, 1], s=12, label=f"starts: {name}")
-    ax.set_xlabel("x (normalised; flags at ±0.2)")
-    ax.set_ylabel("y (normalised)")
-    ax.set_title(f"{env_id}: demo state coverage vs start states")
-    ax.legend(fontsize=8, markerscale=2)
-    ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(1, len(COVERAGE_PANELS), figsize=(11, 4.5))
+    for ax, (i, j, xlabel, ylabel) in zip(axes, COVERAGE_PANELS):
+        ax.scatter(demos.observations[:, i], demos.observations[:, j], s=1, alpha=0.15, color="grey", label="demo states")
+        for name, points in starts.items():
+            ax.scatter(points[:, i], points[:, j], s=12, label=f"starts: {name}")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, markerscale=2)
+    fig.suptitle(f"{env_id}: demo state coverage vs start states")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)

@@ -267,3 +267,49 @@ def test_recorded_expert_episodes_are_whole_and_end_terminated(lunarlander_demo_
     same_episode = demos.episode_ids[:-1] == demos.episode_ids[1:]
     np.testing.assert_array_equal(demos.next_observations[:-1][same_episode], demos.observations[1:][same_episode])
     assert demos.metadata["seed"] == 0
+
+
+# --- success-only recording -----------------------------------------------------------------------------
+
+# The scripted lander comes to rest outside the flags from reset seeds 1000000 and 1000001 and lands
+# from 1000002 and 1000003 (checked by the first assertion of the test below).
+FAILING_THEN_LANDING_SEED = 1_000_000
+
+
+def test_success_only_demos_skip_the_seeds_of_failed_episodes(tmp_path, capsys):
+    from sqil_lightning.experts import generate_expert_demos
+
+    everything = generate_expert_demos("lunarlander_scripted", 4, FAILING_THEN_LANDING_SEED, tmp_path / "all.npz")
+    last_rows = np.flatnonzero(np.r_[np.diff(everything.episode_ids), 1])
+    landed_between_flags = np.abs(everything.next_observations[last_rows, 0]) <= 0.2
+    assert landed_between_flags.tolist() == [False, False, True, True]
+
+    out = tmp_path / "success.npz"
+    main(["demos", "generate", "--expert", "lunarlander_scripted", "--episodes", "2", "--seed", str(FAILING_THEN_LANDING_SEED), "--success-only", "--out", str(out)])
+    assert str(out) in capsys.readouterr().out
+    kept = DemoSet.load(out)
+    assert kept.num_episodes == 2
+    assert kept.metadata["success_only"] is True and kept.metadata["episodes_tried"] == 4
+    # The kept episodes are exactly the third and fourth of the unfiltered recording.
+    landing = everything.episode_ids >= 2
+    np.testing.assert_array_equal(kept.observations, everything.observations[landing])
+    np.testing.assert_array_equal(kept.actions, everything.actions[landing])
+
+
+def test_success_only_demos_of_a_task_without_success_are_refused(tmp_path):
+    from sqil_lightning.errors import ConfigError
+    from sqil_lightning.experts import record_demos
+    from torchrl.envs.utils import RandomPolicy
+    from sqil_lightning.envs import make_env
+
+    with pytest.raises(ConfigError, match="Pendulum-v1 has none.*LunarLander"):
+        record_demos("Pendulum-v1", RandomPolicy(make_env("Pendulum-v1").action_spec), 1, 0, "random", success_only=True)
+
+
+def test_success_only_demos_get_their_own_default_file():
+    from sqil_lightning.datamodule import SQILDataModule
+
+    plain = SQILDataModule(demo_expert="lunarlander_scripted").resolved_demo_path
+    success = SQILDataModule(demo_expert="lunarlander_scripted", demo_success_only=True).resolved_demo_path
+    assert plain.name == "LunarLander-v3_lunarlander_scripted_100ep_seed0.npz"
+    assert success.name == "LunarLander-v3_lunarlander_scripted_100ep_success_seed0.npz"

@@ -46,8 +46,8 @@ def test_a_zero_shift_leaves_the_trajectory_of_the_plain_env_unchanged():
     plain = make_gym_env("LunarLander-v3")
     zero = make_gym_env("LunarLander-v3", start_shift=LunarLanderOffset(x_offset=(0.0, 0.0), tilt=0.0))
     plain.reset(seed=7)
-    rng = plain.unwrapped.np_random  # the shift draws its side, offset and tilt from the env's RNG
-    rng.choice([-1.0, 1.0]), rng.uniform(0.0, 0.0), rng.uniform(-0.0, 0.0)
+    rng = plain.unwrapped.np_random  # the shift draws its side, offset, tilt direction and tilt from the env's RNG
+    rng.choice([-1.0, 1.0]), rng.uniform(0.0, 0.0), rng.choice([-1.0, 1.0]), rng.uniform(0.0, 0.0)
     plain.step(0)
     zero.reset(seed=7)
     for action in np.random.default_rng(0).integers(0, 4, size=80):
@@ -109,3 +109,22 @@ def test_fit_with_shifted_starts_reports_both_start_sets(tmp_path, monkeypatch, 
     header = (log_dir / "metrics.csv").read_text().splitlines()[0]
     assert "eval_shifted/greedy/success_rate" in header and "eval/greedy/success_rate" in header
     assert "greedy_shifted: mean return" in out.getvalue()
+
+
+def test_a_tilt_band_starts_beyond_every_demo_attitude(lunarlander_demo_file):
+    from sqil_lightning.demos import DemoSet
+
+    band = {"class_path": "sqil_lightning.start_states.LunarLanderOffset", "init_args": {"x_offset": [0.0, 0.0], "tilt": [0.6, 0.9]}}
+    plain, tilted = _starts(None), _starts(build_start_shift(band))
+    angles = tilted[:, 4]
+    # The observation's angle after the shift's no-op step: the band, give or take the push's spin.
+    assert (np.abs(angles) > 0.58).all() and (np.abs(angles) < 0.92).all()
+    assert (angles < 0).any() and (angles > 0).any()  # both directions
+    np.testing.assert_allclose(tilted[:, :2], plain[:, :2], atol=0.02)  # same place
+    demo_angles = np.abs(DemoSet.load(lunarlander_demo_file).observations[:, 4])
+    assert np.abs(angles).min() > demo_angles.max()
+
+
+def test_a_tilt_band_outside_a_quarter_turn_is_named():
+    with pytest.raises(ConfigError, match=re.escape("tilt = [0.9, 0.6] is invalid")):
+        LunarLanderOffset(tilt=[0.9, 0.6])
