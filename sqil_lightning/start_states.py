@@ -36,34 +36,42 @@ class ShiftedStarts(gym.Wrapper):
         return self.shift(self.env.unwrapped, self.env.unwrapped.np_random), info
 
 
+def _band(name: str, value: float | tuple[float, float], upper: float, unit: str) -> tuple[float, float]:
+    """A [low, high] magnitude range from ``value`` (a number t means [0, t]), checked against ``upper``."""
+    low, high = (0.0, value) if isinstance(value, (int, float)) else value
+    if not 0 <= low <= high < upper:
+        raise ConfigError(
+            f"LunarLanderOffset {name} = {value} is invalid; give {unit} t in [0, {upper:g}) or [low, high] with 0 <= low <= high < {upper:g}"
+        )
+    return float(low), float(high)
+
+
 class LunarLanderOffset:
-    """Place the lander sideways of the helipad and/or tilted: a start the demos rarely visit.
+    """Start the lander away from where and how the demos start: sideways, tilted and/or spinning.
 
     gymnasium's lander starts upright above the helipad (x = 0 in the normalised observation,
     where the flags stand at ±0.2 and the screen edges at ±1) with a random push; the scripted
-    expert's demos therefore stay near x = 0 while high up, and never tilt beyond ±0.3 rad up
-    there (±0.51 rad anywhere). This shift moves the lander and its legs sideways by
-    ``x_offset`` (a uniform draw from the range, normalised units, random side) and rotates them
-    by a uniform draw from ``tilt`` radians (random direction), keeping the push's velocity; the
-    dynamics are untouched. conf/studies/lunarlander.yaml tilts by 0.6-0.9 rad (35-50 degrees)
-    without a lateral offset: an attitude no demo state has.
+    expert's demos therefore stay near x = 0, upright and barely turning while high up. This
+    shift moves the lander and its legs sideways by ``x_offset`` (normalised units, random side),
+    rotates them by ``tilt`` radians and sets them turning at ``spin`` rad/s as one rigid body
+    (each a uniform draw from its range, random direction), keeping the push's velocity; the
+    dynamics are untouched.
 
     Args:
         x_offset: [low, high] of the lateral offset, in the observation's normalised x.
         tilt: [low, high] of the tilt's size in radians, or one number t for [0, t].
+        spin: [low, high] of the added turn rate in rad/s (the observation shows it ×0.4), or t for [0, t].
     """
 
-    def __init__(self, x_offset: tuple[float, float] = (0.35, 0.5), tilt: float | tuple[float, float] = 0.1) -> None:
-        low, high = x_offset
-        if not 0 <= low <= high < 1:
-            raise ConfigError(f"LunarLanderOffset x_offset = {list(x_offset)} is invalid; need 0 <= low <= high < 1")
-        tilt_low, tilt_high = (0.0, tilt) if isinstance(tilt, (int, float)) else tilt
-        if not 0 <= tilt_low <= tilt_high < math.pi / 2:
-            raise ConfigError(
-                f"LunarLanderOffset tilt = {tilt} is invalid; give radians t in [0, pi/2) or [low, high] with 0 <= low <= high < pi/2"
-            )
-        self.x_offset = (float(low), float(high))
-        self.tilt = (float(tilt_low), float(tilt_high))
+    def __init__(
+        self,
+        x_offset: tuple[float, float] = (0.35, 0.5),
+        tilt: float | tuple[float, float] = 0.1,
+        spin: float | tuple[float, float] = 0.0,
+    ) -> None:
+        self.x_offset = _band("x_offset", x_offset, 1.0, "a normalised offset")
+        self.tilt = _band("tilt", tilt, math.pi / 2, "radians")
+        self.spin = _band("spin", spin, 10.0, "rad/s")
 
     def __call__(self, env: gym.Env, rng: np.random.Generator) -> np.ndarray:
         from gymnasium.envs.box2d.lunar_lander import SCALE, VIEWPORT_W
@@ -71,12 +79,17 @@ class LunarLanderOffset:
         half_width = VIEWPORT_W / SCALE / 2
         dx = float(rng.choice([-1.0, 1.0]) * rng.uniform(*self.x_offset) * half_width)
         angle = float(rng.choice([-1.0, 1.0]) * rng.uniform(*self.tilt))
+        omega = float(rng.choice([-1.0, 1.0]) * rng.uniform(*self.spin))
         center = env.lander.position.copy()
         cos, sin = math.cos(angle), math.sin(angle)
         for body in [env.lander, *env.legs]:
             rx, ry = body.position.x - center.x, body.position.y - center.y
             # Rotate the whole rigid lander (body and legs) about its centre, then slide it sideways.
             body.transform = ((center.x + dx + cos * rx - sin * ry, center.y + sin * rx + cos * ry), body.angle + angle)
+            # Turning as one rigid body: each part gains ω and the velocity ω × r of its place.
+            rx, ry = body.position.x - center.x - dx, body.position.y - center.y
+            body.angularVelocity = body.angularVelocity + omega
+            body.linearVelocity = (body.linearVelocity.x - omega * ry, body.linearVelocity.y + omega * rx)
         # One no-op physics step computes the observation and the reward shaping baseline at the
         # new place, as gymnasium's own reset does after its initial push.
         return env.step(0)[0]

@@ -77,19 +77,21 @@ def plot_curves(spec: StudySpec, out: Path) -> Path:
 COVERAGE_PANELS = (
     (0, 1, "x (normalised; flags at ±0.2)", "y (normalised)"),
     (4, 1, "angle (rad)", "y (normalised)"),
+    (5, 1, "angular velocity (observation: 0.4 x rad/s)", "y (normalised)"),
 )
 
 
 def plot_coverage(spec: StudySpec, demo_path: Path, env_id: str, episodes: int, eval_seed: int, out: Path) -> Path:
     """Demo states against the start states of each start setting on the evaluation seeds, in
-    position (x, y) and in attitude (angle, y): a shift may leave the demos' places or their tilts."""
+    position (x, y), tilt (angle, y) and turn rate (angular velocity, y): a shift may leave the
+    demos' places, their attitudes or their motions."""
     demos = DemoSet.load(demo_path)
     starts = {}
     for name, overrides in spec.start_settings.items():
         env = make_gym_env(env_id, start_shift=build_start_shift(overrides.get(START_SHIFT_KEY)))
         starts[name] = np.stack([env.reset(seed=eval_seed + i)[0] for i in range(episodes)])
         env.close()
-    fig, axes = plt.subplots(1, len(COVERAGE_PANELS), figsize=(11, 4.5))
+    fig, axes = plt.subplots(1, len(COVERAGE_PANELS), figsize=(5 * len(COVERAGE_PANELS), 4.5))
     for ax, (i, j, xlabel, ylabel) in zip(axes, COVERAGE_PANELS):
         ax.scatter(demos.observations[:, i], demos.observations[:, j], s=1, alpha=0.15, color="grey", label="demo states")
         for name, points in starts.items():

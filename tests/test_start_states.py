@@ -46,8 +46,9 @@ def test_a_zero_shift_leaves_the_trajectory_of_the_plain_env_unchanged():
     plain = make_gym_env("LunarLander-v3")
     zero = make_gym_env("LunarLander-v3", start_shift=LunarLanderOffset(x_offset=(0.0, 0.0), tilt=0.0))
     plain.reset(seed=7)
-    rng = plain.unwrapped.np_random  # the shift draws its side, offset, tilt direction and tilt from the env's RNG
-    rng.choice([-1.0, 1.0]), rng.uniform(0.0, 0.0), rng.choice([-1.0, 1.0]), rng.uniform(0.0, 0.0)
+    rng = plain.unwrapped.np_random  # the shift draws from the env's RNG
+    for _ in range(3):  # side and offset, tilt direction and tilt, spin direction and spin
+        rng.choice([-1.0, 1.0]), rng.uniform(0.0, 0.0)
     plain.step(0)
     zero.reset(seed=7)
     for action in np.random.default_rng(0).integers(0, 4, size=80):
@@ -78,7 +79,7 @@ def test_shifted_lander_falls_and_keeps_its_legs_like_an_unshifted_one():
         ({"class_path": "nope.Shift"}, "data.start_shift.class_path = 'nope.Shift' cannot be imported"),
         ({"x_offset": [0.5, 0.6]}, "data.start_shift = "),
         ({"class_path": "sqil_lightning.start_states.LunarLanderOffset", "init_args": {"offset": 1}}, "do not fit"),
-        ({"class_path": "sqil_lightning.start_states.LunarLanderOffset", "init_args": {"x_offset": [0.7, 0.5]}}, "need 0 <= low <= high < 1"),
+        ({"class_path": "sqil_lightning.start_states.LunarLanderOffset", "init_args": {"x_offset": [0.7, 0.5]}}, "x_offset = [0.7, 0.5] is invalid"),
     ],
 )
 def test_bad_start_shift_configs_are_named(spec, fragment):
@@ -128,3 +129,25 @@ def test_a_tilt_band_starts_beyond_every_demo_attitude(lunarlander_demo_file):
 def test_a_tilt_band_outside_a_quarter_turn_is_named():
     with pytest.raises(ConfigError, match=re.escape("tilt = [0.9, 0.6] is invalid")):
         LunarLanderOffset(tilt=[0.9, 0.6])
+
+
+def test_a_spin_band_turns_the_whole_lander_beyond_every_demo_turn_rate(lunarlander_demo_file):
+    from sqil_lightning.demos import DemoSet
+
+    spinning = LunarLanderOffset(x_offset=[0.0, 0.0], tilt=0.0, spin=[1.0, 2.0])
+    plain, spun = _starts(None), _starts(spinning)
+    turn_rates = spun[:, 5]  # the observation's angular velocity: 0.4 x rad/s, plus the push's own
+    assert (np.abs(turn_rates) > 0.2).all() and (np.abs(turn_rates) < 1.0).all()
+    assert (turn_rates < 0).any() and (turn_rates > 0).any()  # both directions
+    np.testing.assert_allclose(spun[:, :4], plain[:, :4], atol=0.03)  # about the same place and motion of the centre
+    demos = DemoSet.load(lunarlander_demo_file).observations
+    high_up = demos[:, 1] > 1.2  # near the start height, where the shifted episodes begin
+    assert np.abs(turn_rates).min() > np.abs(demos[high_up, 5]).max()
+    # A rigid turn: after a second of free fall the legs are still where the body's frame says.
+    env = make_gym_env("LunarLander-v3", start_shift=spinning)
+    env.reset(seed=3)
+    lander = env.unwrapped
+    offsets = [(leg.position - lander.lander.position).length for leg in lander.legs]
+    for _ in range(50):
+        env.step(0)
+    np.testing.assert_allclose([(leg.position - lander.lander.position).length for leg in lander.legs], offsets, atol=0.1)
