@@ -8,7 +8,8 @@ Lightning loop is `Trainer.fit` on the module + `SQILDataModule` (TorchRL buffer
 a CSV logger and the progress bar on): with one update per Lightning step, with
 ``data.updates_per_step`` updates (the configs' 4), then adding `fast.fused_adam` and
 `fast.compile`. The timed updates step no env, so the ratios isolate the trainer's overhead;
-collection, and the whole loop with its rollouts, are timed apart.
+collection, and the whole loop with its rollouts, are timed apart: the whole loop once with each
+`data.collector` (sync: env steps between the updates; async: in a worker process, overlapping them).
 
     python benchmarks/throughput.py --repeats 3 --write
 """
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from results_file import append_section, machine_line  # noqa: E402
 
 from callbacks import FastPaths, PeriodicRollout  # noqa: E402
+from sqil_lightning.async_collector import COLLECTORS  # noqa: E402
 from sqil_lightning.datamodule import SQILDataModule  # noqa: E402
 from sqil_lightning.envs import make_env  # noqa: E402
 from sqil_lightning.experts import record_demos  # noqa: E402
@@ -90,7 +92,9 @@ def random_demos(env_id: str, path: Path, episodes: int) -> str:
     return str(path)
 
 
-def make_datamodule(bench: Bench, batch_size: int, sample_chunk: int, updates_per_step: int) -> SQILDataModule:
+def make_datamodule(
+    bench: Bench, batch_size: int, sample_chunk: int, updates_per_step: int, collector: str = "sync"
+) -> SQILDataModule:
     torch.manual_seed(0)
     datamodule = SQILDataModule(
         env_id=bench.env_id,
@@ -101,11 +105,13 @@ def make_datamodule(bench: Bench, batch_size: int, sample_chunk: int, updates_pe
         sample_chunk=sample_chunk,
         initial_frames=5000,
         updates_per_step=updates_per_step,
+        collector=collector,
     )
     datamodule.setup("fit")
     datamodule.start_collector(None, "cpu")  # uniformly random actions fill the online partition
     while datamodule.env_steps < datamodule.hparams.initial_frames:
         datamodule.collect()
+    datamodule.teardown("fit")  # `fit` starts its own collector, acting with its module's policy
     return datamodule
 
 
@@ -208,7 +214,9 @@ def collection_steps_per_second(bench: Bench, datamodule: SQILDataModule, frames
     start_steps, start = datamodule.env_steps, time.perf_counter()
     while datamodule.env_steps - start_steps < frames:
         datamodule.collect()
-    return (datamodule.env_steps - start_steps) / (time.perf_counter() - start)
+    rate = (datamodule.env_steps - start_steps) / (time.perf_counter() - start)
+    datamodule.teardown("fit")
+    return rate
 
 
 def measure(bench: Bench, args: argparse.Namespace, log_dir: str) -> dict[str, list[float]]:
@@ -224,9 +232,14 @@ def measure(bench: Bench, args: argparse.Namespace, log_dir: str) -> dict[str, l
             figures[label].append(rate)
         print(f"{bench.name}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in figures.items()) + " updates/s", flush=True)
     figures["collection"] = [collection_steps_per_second(bench, datamodules[1], 4000)]
-    # The whole loop: rollouts of 4 env steps every 4 updates (update-to-data 1, the configs'), fast paths on.
-    whole = (FastPaths(compile="default", fused_adam=True), PeriodicRollout(4))
-    figures["whole_loop"] = [lightning_updates_per_second(bench, datamodules[4], bench.steps, args.warmup, log_dir, whole)]
+    # The whole loop: rollouts of 4 env steps every 4 updates (update-to-data 1, the configs'), fast
+    # paths on, with each data.collector.
+    async_datamodule = make_datamodule(bench, args.batch_size, args.sample_chunk, 4, collector="async")
+    for collector in COLLECTORS:
+        whole = (FastPaths(compile="default", fused_adam=True), PeriodicRollout(4))
+        datamodule = datamodules[4] if collector == "sync" else async_datamodule
+        rate = lightning_updates_per_second(bench, datamodule, bench.steps, args.warmup, log_dir, whole)
+        figures[f"whole_loop_{collector}"] = [rate]
     return figures
 
 
@@ -265,8 +278,9 @@ def main() -> None:
         lines += [
             "",
             f"Collection alone (TorchRL `Collector`, sampling policy, relabel + buffer write): {figures['collection'][0]:.0f} env steps/s. "
-            f"Whole loop (rollouts of 4 env steps every 4 updates, updates_per_step 4, fused Adam, compile): "
-            f"{figures['whole_loop'][0]:.0f} updates/s = env steps/s.",
+            f"Whole loop (rollouts of 4 env steps every 4 updates, updates_per_step 4, fused Adam, compile), "
+            f"updates/s = env steps/s: {figures['whole_loop_sync'][0]:.0f} with `data.collector: sync`, "
+            f"{figures['whole_loop_async'][0]:.0f} with `async` (env steps in a worker process).",
             "",
             f"Every run (updates/s): {runs}.",
             "",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,9 +20,10 @@ from lightning.pytorch.trainer.states import TrainerFn
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from torch.utils.data import DataLoader
-from torchrl.collectors import Collector
+from torchrl.collectors import BaseCollector, Collector
 from torchrl.envs import EnvBase
 
+from sqil_lightning.async_collector import COLLECTORS, make_async_collector, shutdown_collector, worker_seeds
 from sqil_lightning.checkpoint_io import checkpoint_dir
 from sqil_lightning.demos import DemoFileNotFoundError, DemoSet
 from sqil_lightning.envs import env_spaces, has_success, make_env, make_gym_env
@@ -102,6 +104,11 @@ class SQILDataModule(LightningDataModule):
             ``uniform`` (uniformly random actions: the paper's π = Unif ablation, sec. 5.5).
         pixels: image observations (`sqil_lightning.pixels`): ``{size, grayscale, frame_stack}``
             turns the env's RGB frames into uint8 [C, size, size] stacks; ``null`` for vectors.
+        collector: where the agent's env steps happen: ``sync`` (in the training process, between
+            updates) or ``async`` (a TorchRL worker process collects the next batch while the
+            learner updates, `sqil_lightning.async_collector`; the same env steps per update, acting
+            with weights up to one rollout interval older; CPU learners only; a resumed run starts
+            a fresh training episode).
     """
 
     def __init__(
@@ -130,6 +137,7 @@ class SQILDataModule(LightningDataModule):
         start_shift: dict[str, Any] | None = None,
         rollout_policy: str = "learner",
         pixels: dict[str, Any] | None = None,
+        collector: str = "sync",
     ) -> None:
         super().__init__()
         self.pixels = PixelPipeline.from_config(pixels)
@@ -137,6 +145,8 @@ class SQILDataModule(LightningDataModule):
         self.start_shift = build_start_shift(start_shift)
         if rollout_policy not in ROLLOUT_POLICIES:
             raise ConfigError(f"data.rollout_policy = {rollout_policy!r} is invalid; choose one of {list(ROLLOUT_POLICIES)}")
+        if collector not in COLLECTORS:
+            raise ConfigError(f"data.collector = {collector!r} is invalid; choose one of {list(COLLECTORS)}")
         if not 0.0 < demo_fraction < 1.0:
             raise ConfigError(f"data.demo_fraction = {demo_fraction} is invalid; it must lie in (0, 1)")
         for name, value in (
@@ -160,7 +170,7 @@ class SQILDataModule(LightningDataModule):
         self.env_steps = 0
         self.buffer = None
         self._batches: BalancedBatches | None = None
-        self._collector: Collector | None = None
+        self._collector: BaseCollector | None = None
         self._collector_iter: Iterator[TensorDictBase] | None = None
         self._recent_returns: deque[float] = deque(maxlen=20)
         self._recent_successes: deque[bool] = deque(maxlen=20)
@@ -362,10 +372,16 @@ class SQILDataModule(LightningDataModule):
 
     def start_collector(self, policy: TensorDictModuleBase | None, policy_device: torch.device | str) -> None:
         """(Re)build the TorchRL collector that `collect` steps, acting with ``policy`` (None: uniformly random)."""
-        if self._collector is not None:
-            self._collector.shutdown()
+        self._stop_collector()
         # Under DDP each rank explores from its own env seed into its own online partition.
         rank = self.trainer.global_rank if self.trainer is not None else 0
+        if self.hparams.collector == "async":
+            self._start_async_collector(policy, torch.device(policy_device), rank)
+        else:
+            self._start_sync_collector(policy, policy_device, rank)
+        self._collector_iter = iter(self._collector)
+
+    def _start_sync_collector(self, policy: TensorDictModuleBase | None, policy_device: torch.device | str, rank: int) -> None:
         env_id = self.hparams.env_id
         self._episode = ResumableEpisode(make_gym_env(env_id, start_shift=self.start_shift))
         seed = self.hparams.seed + rank
@@ -382,8 +398,29 @@ class SQILDataModule(LightningDataModule):
             storing_device="cpu",
             auto_register_policy_transforms=False,  # the policy is stateless: no InitTracker needed
         )
-        self._collector_iter = iter(self._collector)
         self._resumed_return = self._episode.replayed_return
+
+    def _start_async_collector(self, policy: TensorDictModuleBase | None, policy_device: torch.device, rank: int) -> None:
+        if policy is not None and policy_device.type != "cpu":
+            raise ConfigError(
+                f"data.collector = async shares the learner's weights with its worker in CPU memory, but the learner "
+                f"is on {policy_device}; use trainer.accelerator cpu, or data.collector sync"
+            )
+        if self._restored_episode is not None:
+            # The checkpoint's half-played episode can only be replayed into an env of this process.
+            log.info("data.collector async: the training env starts a fresh episode instead of the checkpoint's")
+        # The env lives in the worker, which runs up to a batch ahead of the learner's step: no
+        # episode of this process to save, so a resumed async run starts a fresh one (`state_dict`).
+        self._episode, self._restored_episode, self._resumed_return = None, None, 0.0
+        hp = self.hparams
+        env_seed, torch_seed = worker_seeds(hp.seed, rank, self.env_steps)
+        make_env_fn = partial(make_env, hp.env_id, seed=env_seed, start_shift=self.start_shift, pixels=self.pixels)
+        self._collector = make_async_collector(make_env_fn, policy, hp.rollout_frames, torch_seed)
+
+    def _stop_collector(self) -> None:
+        if self._collector is not None:
+            shutdown_collector(self._collector)
+            self._collector, self._collector_iter = None, None
 
     def collect(self) -> dict[str, float]:
         """Add ``rollout_frames`` on-policy env steps to the online partition (Algorithm 1, line 6).
@@ -392,6 +429,8 @@ class SQILDataModule(LightningDataModule):
 
         Returns statistics of the episodes that ended in these steps (empty if none ended).
         """
+        # With data.collector async this batch was collected by the worker while the learner made
+        # the updates since the previous rollout: at most one batch behind (`async_collector`).
         batch = next(self._collector_iter)
         rows = relabel_online_rewards(batch) if self.uses_demos else keep_env_rewards(batch)
         if self._frames is not None:
@@ -416,10 +455,13 @@ class SQILDataModule(LightningDataModule):
             stats["train/success_rate"] = sum(self._recent_successes) / len(self._recent_successes)
         return stats
 
+    def on_exception(self, exception: BaseException) -> None:
+        # A failed or stopped fit (SIGTERM, Ctrl+C, an error) skips `teardown`; the async
+        # collector's worker process must still go.
+        self._stop_collector()
+
     def teardown(self, stage: str) -> None:
-        if self._collector is not None:
-            self._collector.shutdown()
-            self._collector = None
+        self._stop_collector()
         if self._eval_env is not None:
             self._eval_env.close()
             self._eval_env = None
@@ -438,6 +480,7 @@ class SQILDataModule(LightningDataModule):
         replay_root = Path(checkpoint_dir(self.trainer)) / "replay"
         step, rank = self.trainer.global_step, self.trainer.global_rank
         position = RunPosition(
+            # None with data.collector async: a resumed run then starts a fresh episode.
             episode=self._episode.episode_state() if self._episode is not None else None,
             untrained=self._batches.untrained(),
         )
