@@ -16,7 +16,7 @@ class FiniteLossGuard(Callback):
 
     The check runs before the optimizer step, so the checkpoint holds the parameters that produced
     the bad loss, not parameters already poisoned by it. The error names the step and each
-    non-finite term of the learner's ``loss_terms``.
+    non-finite term of the learner's ``loss_terms`` and ``statistics`` of the update's batch.
 
     Args:
         every_n_steps: steps between checks. Each check reads one scalar back from the device:
@@ -31,7 +31,10 @@ class FiniteLossGuard(Callback):
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
         if trainer.global_step % self.every_n_steps or bool(torch.isfinite(loss)):
             return
-        terms = getattr(pl_module, "loss_terms", {})
+        terms = dict(getattr(pl_module, "loss_terms", {}))
+        batch = getattr(pl_module, "update_batch", None)
+        if batch is not None:  # the learner's diagnostics (the soft-Q module's Q means) name what blew up
+            terms.update(pl_module.statistics(batch))
         bad = [f"{name} = {value.item()}" for name, value in terms.items() if not torch.isfinite(value)]
         path = Path(checkpoint_dir(trainer)) / f"nonfinite-step{trainer.global_step}.ckpt"
         trainer.save_checkpoint(path)

@@ -93,14 +93,13 @@ class GAILSoftQ(SoftQSQIL):
         )
         discriminator = self.discriminator_loss(pairs)["loss"]
         reward = self.learned_reward(agent["observation"], agent["action"])
-        _, q_taken, squared_error = self.soft_bellman_errors(agent, reward=reward)
+        *_, squared_error = self.soft_bellman_errors(agent, reward=reward)
         bellman = squared_error.mean()
         return {
             "loss": bellman + discriminator,
             "soft_bellman": bellman.detach(),
             "discriminator": discriminator.detach(),
             "learned_reward": reward.mean(),
-            "q_online": q_taken.detach().mean(),
         }
 
     def trained_parameters(self) -> list[torch.nn.Parameter]:

@@ -78,9 +78,9 @@ class SoftQSQIL(OffPolicyLearner):
         return boltzmann_policy(self.q_network, self.hparams.temperature, greedy=deterministic)
 
     def losses(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
-        _, q_taken, squared_error = self.soft_bellman_errors(batch)
+        *_, squared_error = self.soft_bellman_errors(batch)
         loss = sqil_loss(squared_error, batch["is_demo"], self.hparams.lambda_samp)
-        return {"loss": loss, **self.q_statistics(q_taken, batch["is_demo"])}
+        return {"loss": loss}
 
     def soft_bellman_errors(
         self, batch: TensorDictBase, reward: torch.Tensor | None = None
@@ -123,8 +123,8 @@ class SoftQSQIL(OffPolicyLearner):
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": decay, "interval": "step"}}
 
-    @staticmethod
-    def q_statistics(q_taken: torch.Tensor, is_demo: torch.Tensor) -> dict[str, torch.Tensor]:
+    def statistics(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
         """Mean Q(s, a) of the demo rows and of the agent's rows (logged as train/q_demo, q_online)."""
-        q_taken = q_taken.detach()
-        return {"q_demo": partition_mean(q_taken, is_demo), "q_online": partition_mean(q_taken, ~is_demo)}
+        with torch.no_grad():
+            q_taken = self.q_network(batch["observation"]).gather(-1, batch["action"].unsqueeze(-1)).squeeze(-1)
+        return {"q_demo": partition_mean(q_taken, batch["is_demo"]), "q_online": partition_mean(q_taken, ~batch["is_demo"])}

@@ -53,4 +53,4 @@ class SoftQSQILT(SoftQSQIL):
         advantage = q_taken - soft_value(q_values, hp.temperature).squeeze(-1)  # Q − V = α·log π(a|s)
         cloning = -hp.temperature * partition_mean(advantage, is_demo)
         loss = hp.bc_weight * cloning + bellman
-        return {"loss": loss, "cloning": cloning.detach(), "soft_bellman": bellman.detach(), **self.q_statistics(q_taken, is_demo)}
+        return {"loss": loss, "cloning": cloning.detach(), "soft_bellman": bellman.detach()}

@@ -147,6 +147,23 @@ def test_losses_gradient_flows_only_into_q_network():
     assert all(p.grad is None for p in module.target_network.parameters())
 
 
+def test_statistics_are_mean_q_of_taken_actions_per_partition_without_a_graph():
+    torch.manual_seed(0)
+    module = _module()
+    batch = _hand_batch()
+
+    statistics = module.statistics(batch)
+
+    with torch.no_grad():
+        q = module.q_network(batch["observation"])
+    taken = [q[i, batch["action"][i]].item() for i in range(len(batch))]
+    demo = [x for x, d in zip(taken, batch["is_demo"].tolist()) if d]
+    online = [x for x, d in zip(taken, batch["is_demo"].tolist()) if not d]
+    assert statistics["q_demo"].item() == pytest.approx(sum(demo) / len(demo), rel=1e-6)
+    assert statistics["q_online"].item() == pytest.approx(sum(online) / len(online), rel=1e-6)
+    assert not any(value.requires_grad for value in statistics.values())
+
+
 def test_target_network_starts_equal_and_polyak_update_moves_it_by_tau():
     torch.manual_seed(0)
     module = _module(target_tau=0.25)
