@@ -6,8 +6,9 @@ against the `imitation` package's SQIL, same machine, same demos, same evaluatio
   LunarLander settings and this project's 128x128 Q-network) on this project's demo file; it
   saves its Q-network every ``--every`` env steps with its training seconds.
 - sqil_lightning trains `conf/lunarlander.yaml` with the fast paths on (`fast.compile default`,
-  `fast.fused_adam true`; `data.updates_per_step 4` is the config's) and evaluates every
-  ``--every`` env steps in the run (`time/train_s`: training seconds, evaluations left out).
+  `fast.fused_adam true`, `data.collector` ``--collector``: async by default, the env stepped in a
+  worker process on the second core; `data.updates_per_step 4` is the config's) and evaluates
+  every ``--every`` env steps in the run (`time/train_s`: training seconds, evaluations left out).
 - Every evaluation is this project's `evaluate_policy`: 100 greedy episodes of LunarLander-v3
   from the start seeds 1000000…1000099, success = at rest between the flags. The threshold is the
   scripted expert's success rate on those episodes.
@@ -115,6 +116,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--peer-steps", type=int, default=200_000, help="the peer's env-step budget per seed")
     parser.add_argument("--every", type=int, default=10_000, help="env steps between evaluations / snapshots")
+    parser.add_argument("--collector", choices=["sync", "async"], default="async", help="sqil_lightning's data.collector")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "benchmark" / "imitation_comparison")
     parser.add_argument("--write", action="store_true", help="append the figures to docs/results.md")
     args = parser.parse_args()
@@ -131,7 +133,7 @@ def main() -> None:
             "--seed_everything", str(seed), "--data.seed", str(seed), "--data.demo_path", str(DEMOS),
             "--evaluation.every_n_steps", str(args.every), "--evaluation.episodes", str(EPISODES),
             "--evaluation.video_every_n_evaluations", "0", "--wandb.mode", "disabled",
-            "--fast.compile", "default", "--fast.fused_adam", "true",
+            "--fast.compile", "default", "--fast.fused_adam", "true", "--data.collector", args.collector,
         ]  # fmt: skip
         run = fit(["conf/lunarlander.yaml"], args.out, "sqil_lightning", f"seed_{seed}", extra)
         ours[seed], finals[seed] = ours_curve(run), finished(run)["greedy"]["success_rate"]
@@ -163,8 +165,10 @@ def report(args: argparse.Namespace, threshold: float, ours: dict, peer: dict, f
         machine_line(),
         f"Threshold: the scripted expert's success rate on the 100 evaluation episodes, **{threshold:.2f}**. "
         f"Evaluations every {args.every} env steps (100 greedy episodes, LunarLander-v3, seeds 1000000…1000099, "
-        "this project's `evaluate_policy` for both). Times are training wall-clock without the evaluations; "
-        "each project on one core, one torch thread.",
+        "this project's `evaluate_policy` for both). Times are training wall-clock without the evaluations. "
+        "One torch thread each; imitation steps its env in its training process (SB3's DQN collects "
+        f"synchronously), sqil_lightning with `data.collector {args.collector}`"
+        + (" (its env in a worker process on the second core)." if args.collector == "async" else "."),
         "",
         "| seed | sqil_lightning: reached at | its final success | imitation SQIL: reached at | its best success scored |",
         "| --- | --- | --- | --- | --- |",
