@@ -1,10 +1,11 @@
 """Wall-clock and env steps to the scripted expert's success rate on LunarLander: sqil_lightning
 against the `imitation` package's SQIL, same machine, same demos, same evaluation.
 
-- The peer is installed into its own virtual environment (``<out>/venv``: torch 2.13.0, then
-  imitation 1.0.1 with box2d) and trained by `peers/imitation_sqil.py` (DQN with rl-zoo's
-  LunarLander settings and this project's 128x128 Q-network) on this project's demo file; it
-  saves its Q-network every ``--every`` env steps with its training seconds.
+- The peer is installed into its own virtual environment
+  (``runs/benchmark/imitation_comparison/venv``: torch 2.13.0, then imitation 1.0.1 with box2d)
+  and trained by `peers/imitation_sqil.py` (DQN with rl-zoo's LunarLander settings and this
+  project's 128x128 Q-network) on this project's demo file; it saves its Q-network every
+  ``--every`` env steps with its training seconds.
 - sqil_lightning trains `conf/lunarlander.yaml` with the fast paths on (`fast.compile default`,
   `fast.fused_adam true`, `data.collector` ``--collector``: async by default, the env stepped in a
   worker process on the second core; `data.updates_per_step 4` is the config's) and evaluates
@@ -13,9 +14,10 @@ against the `imitation` package's SQIL, same machine, same demos, same evaluatio
   from the start seeds 1000000…1000099, success = at rest between the flags. The threshold is the
   scripted expert's success rate on those episodes.
 
-Finished runs and scored snapshots are kept under ``--out``, so a stopped benchmark resumes.
+Finished runs and scored snapshots are kept under ``--out`` (by default a folder named after
+``--every``, ``--peer-steps`` and ``--collector``), so a stopped benchmark resumes.
 
-    python benchmarks/imitation_comparison.py --seeds 0 1 2 --write
+    python benchmarks/imitation_comparison.py --seeds 0 1 2 --every 5000 --peer-steps 80000 --write
 """
 
 from __future__ import annotations
@@ -47,11 +49,11 @@ ENV_ID, EVAL_SEED, EPISODES = "LunarLander-v3", 1_000_000, 100
 DEMOS = ROOT / "demos" / "LunarLander-v3_lunarlander_scripted_100ep_seed0.npz"
 PEER_PACKAGES = ["imitation==1.0.1", "box2d", "pygame"]  # box2d: the prebuilt wheel of gymnasium[box2d]'s Box2D
 WORKER = Path(__file__).resolve().parent / "peers" / "imitation_sqil.py"
+PEER_VENV = ROOT / "runs" / "benchmark" / "imitation_comparison" / "venv"  # shared by every --out
 
 
-def peer_python(out: Path) -> Path:
+def peer_python(venv: Path) -> Path:
     """The peer's virtual environment, created on first use (~2 min, from PyPI)."""
-    venv = out / "venv"
     python = venv / "bin" / "python"
     if not (venv / "installed").exists():
         print(f"installing imitation into {venv}", flush=True)
@@ -114,18 +116,21 @@ def first_reaching(curve: list[dict[str, float]], threshold: float) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--peer-steps", type=int, default=200_000, help="the peer's env-step budget per seed")
-    parser.add_argument("--every", type=int, default=10_000, help="env steps between evaluations / snapshots")
+    parser.add_argument("--peer-steps", type=int, default=80_000, help="the peer's env-step budget per seed")
+    parser.add_argument("--every", type=int, default=5_000, help="env steps between evaluations / snapshots")
     parser.add_argument("--collector", choices=["sync", "async"], default="async", help="sqil_lightning's data.collector")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "benchmark" / "imitation_comparison")
+    parser.add_argument("--out", type=Path, help="runs kept here (default: runs/benchmark/imitation_comparison/<settings>)")
     parser.add_argument("--write", action="store_true", help="append the figures to docs/results.md")
     args = parser.parse_args()
+    # Finished runs are reused, so a folder must only ever hold runs made with one set of settings.
+    settings = f"every{args.every}_peer{args.peer_steps}_{args.collector}"
+    args.out = args.out or ROOT / "runs" / "benchmark" / "imitation_comparison" / settings
     torch.set_num_threads(1)
     if not DEMOS.exists():
         generate_expert_demos("lunarlander_scripted", 100, 0, DEMOS)
     threshold = evaluate_policy(ENV_ID, make_expert("lunarlander_scripted"), EPISODES, EVAL_SEED).success_rate
     print(f"threshold (scripted expert's success): {threshold}", flush=True)
-    python = peer_python(args.out)
+    python = peer_python(PEER_VENV)
 
     ours, peer, finals = {}, {}, {}
     for seed in args.seeds:
