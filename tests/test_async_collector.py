@@ -12,7 +12,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,8 @@ from sqil_lightning.errors import ConfigError
 from sqil_lightning.pixels import PixelPipeline
 from sqil_lightning.replay_snapshot import load_snapshot, snapshot_dir
 from sqil_lightning.start_states import LunarLanderOffset
+
+from fit_process import FitProcess
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_CONFIG = REPO / "conf" / "lunarlander.yaml"
@@ -228,13 +229,6 @@ def test_unknown_collector_is_a_one_line_error(expect_user_error):
 # --- subprocess runs: stop, resume, Ctrl+C, DDP --------------------------------------------------------------
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), str(REPO / "tests"), env.get("PYTHONPATH")) if p)
-    env.update(OMP_NUM_THREADS="1", RL_WARNINGS="0", PYTHONUNBUFFERED="1")
-    return env
-
-
 def _fit_command(tmp_path: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "sqil_lightning", "fit",
@@ -274,42 +268,11 @@ def _wait_until_gone(folder: Path, timeout: float = 10.0) -> dict[int, str]:
     return left
 
 
-class _Run:
-    """A `fit` subprocess in its own session (a terminal's Ctrl+C reaches its whole process group)."""
-
-    def __init__(self, tmp_path: Path, command: list[str], name: str) -> None:
-        self.tmp_path = tmp_path
-        self.out, self.err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
-        with self.out.open("w") as out, self.err.open("w") as err:
-            self.proc = subprocess.Popen(command, cwd=tmp_path, env=_env(), stdout=out, stderr=err, start_new_session=True)
-
-    def fail(self, why: str) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # this test's own process group
-            self.proc.wait()
-        pytest.fail(f"{why}\n--- stdout ---\n{self.out.read_text()[-3000:]}\n--- stderr ---\n{self.err.read_text()[-6000:]}")
-
-    def wait_for(self, path: Path, timeout: float = START_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while not path.exists():
-            if self.proc.poll() is not None:
-                self.fail(f"the run exited with status {self.proc.returncode} before {path} appeared")
-            if time.monotonic() > deadline:
-                self.fail(f"{path} did not appear within {timeout} s")
-            time.sleep(0.1)
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.fail(f"the run did not exit within {timeout} s")
-
-
 def _interrupt(tmp_path: Path, send, *extra: str) -> dict:
     """Start a long async fit, wait for its step-100 checkpoint, stop it with ``send(run)``."""
-    run = _Run(tmp_path, _fit_command(tmp_path, *extra), "interrupted")
+    run = FitProcess(tmp_path, _fit_command(tmp_path, *extra), "interrupted", own_session=True)
     checkpoints = tmp_path / "logs" / "fast" / "version_0" / "checkpoints"
-    run.wait_for(checkpoints / f"epoch=0-step={CHECKPOINT_EVERY}.ckpt")
+    run.wait_for(checkpoints / f"epoch=0-step={CHECKPOINT_EVERY}.ckpt", START_TIMEOUT_S)
     workers = _workers_in(tmp_path)
     send(run)
     status = run.wait(EXIT_TIMEOUT_S)
@@ -355,7 +318,8 @@ def resumed_run(sigterm_run) -> dict:
     tmp_path = sigterm_run["tmp_path"]
     step = _load(sigterm_run["checkpoints"] / "last.ckpt")["global_step"]
     max_steps = (step // CHECKPOINT_EVERY + 1) * CHECKPOINT_EVERY + 52  # a multiple of 4
-    run = _Run(tmp_path, _fit_command(tmp_path, "--trainer.max_steps", str(max_steps), "--ckpt_path", "last"), "resumed")
+    command = _fit_command(tmp_path, "--trainer.max_steps", str(max_steps), "--ckpt_path", "last")
+    run = FitProcess(tmp_path, command, "resumed", own_session=True)
     status = run.wait(RUN_TIMEOUT_S)
     if status != 0:
         run.fail(f"the resumed run exited with status {status}")
@@ -382,14 +346,14 @@ def test_ctrl_c_in_a_terminal_stops_an_async_run_gracefully(tmp_path):
     # batch most of the time, so the signal, sent a while after the checkpoint (whose writing the
     # worker waits out idle), most likely arrives while it waits: a worker that died of it would
     # turn the graceful stop into a "worker failed" error.
-    def ctrl_c(run: _Run) -> None:
+    def ctrl_c(run: FitProcess) -> None:
         time.sleep(2)
         os.killpg(run.proc.pid, signal.SIGINT)
 
     result = _interrupt(tmp_path, ctrl_c, "--data.rollout_frames", "64")
     if result["status"] != 130:
         result["run"].fail(f"exit status {result['status']}, expected 130 (Ctrl+C, handled)")
-    stderr = result["run"].err.read_text()
+    _, stderr = result["run"].output()
     assert "Traceback" not in stderr
     assert len([line for line in stderr.splitlines() if line.startswith("stopped by Ctrl+C after step")]) == 1
     assert _load(result["checkpoints"] / "last.ckpt")["global_step"] >= CHECKPOINT_EVERY
@@ -405,7 +369,7 @@ def test_ddp_ranks_each_collect_with_their_own_worker(tmp_path):
         "--evaluation.every_n_steps", "1000", "--evaluation.final_episodes", "1",
         "--trainer.callbacks+=ddp_probe.DDPProbe", "--trainer.callbacks.init_args.out_dir", str(tmp_path / "probe"),
     )  # fmt: skip
-    run = _Run(tmp_path, command, "ddp")
+    run = FitProcess(tmp_path, command, "ddp", own_session=True)
     status = run.wait(RUN_TIMEOUT_S)
     if status != 0:
         run.fail(f"the 2-process async DDP fit exited with status {status}")

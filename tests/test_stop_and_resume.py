@@ -20,10 +20,8 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +32,8 @@ from torchrl.data import LazyTensorStorage, RandomSampler, ReplayBuffer
 from sqil_lightning.checkpoint_io import AtomicCheckpointIO
 from sqil_lightning.cli import lightning_main
 from sqil_lightning.replay_snapshot import load_snapshot, snapshot_dir
+
+from fit_process import FitProcess
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_CONFIG = REPO / "conf" / "lunarlander.yaml"
@@ -65,51 +65,9 @@ def _fit_command(tmp_path: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    env.update(OMP_NUM_THREADS="1", RL_WARNINGS="0", PYTHONUNBUFFERED="1")
-    return env
-
-
-class _Run:
-    """A `fit` subprocess in ``tmp_path`` whose stdout and stderr go to files (no pipe to fill up)."""
-
-    def __init__(self, tmp_path: Path, command: list[str], name: str) -> None:
-        self.stdout_path, self.stderr_path = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
-        with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
-            self.proc = subprocess.Popen(command, cwd=tmp_path, env=_env(), stdout=out, stderr=err)
-
-    def output(self) -> tuple[str, str]:
-        return self.stdout_path.read_text(), self.stderr_path.read_text()
-
-    def fail(self, why: str) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()  # only the process this test started
-            self.proc.wait()
-        out, err = self.output()
-        pytest.fail(f"{why}\n--- stdout ---\n{out[-3000:]}\n--- stderr ---\n{err[-6000:]}")
-
-    def wait_for(self, pattern: Path, timeout: float) -> None:
-        """Wait until a file matching ``pattern`` (a glob) exists; fail if the run ends or hangs first."""
-        deadline = time.monotonic() + timeout
-        while not list(pattern.parent.glob(pattern.name)):
-            if self.proc.poll() is not None:
-                self.fail(f"the run exited with status {self.proc.returncode} before {pattern} appeared")
-            if time.monotonic() > deadline:
-                self.fail(f"{pattern} did not appear within {timeout} s")
-            time.sleep(0.1)
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.fail(f"the run did not exit within {timeout} s")
-
-
 def _interrupted_run(tmp_path: Path, signum: int, *extra: str) -> dict:
     """Start a long fit, wait for its step-100 checkpoint, send ``signum`` once, wait for the exit."""
-    run = _Run(tmp_path, _fit_command(tmp_path, *extra), "interrupted")
+    run = FitProcess(tmp_path, _fit_command(tmp_path, *extra), "interrupted")
     checkpoints = tmp_path / "logs" / "fast" / "version_0" / "checkpoints"
     run.wait_for(checkpoints / f"epoch=0-step={CHECKPOINT_EVERY}.ckpt", START_TIMEOUT_S)
     os.kill(run.proc.pid, signum)
@@ -186,7 +144,7 @@ def resumed_run(sigterm_run):
     periodic = (step // CHECKPOINT_EVERY + 1) * CHECKPOINT_EVERY
     max_steps = periodic + 52  # a multiple of UPDATES_PER_STEP
     command = _fit_command(tmp_path, "--trainer.max_steps", str(max_steps), "--ckpt_path", "last")
-    run = _Run(tmp_path, command, "resumed")
+    run = FitProcess(tmp_path, command, "resumed")
     status = run.wait(RUN_TIMEOUT_S)
     if status != 0:
         run.fail(f"the resumed run exited with status {status}")
@@ -228,7 +186,7 @@ def uninterrupted_run(sigterm_run, resumed_run):
     """The same run, never interrupted, to the resumed run's max_steps."""
     tmp_path = sigterm_run["tmp_path"] / "uninterrupted"
     tmp_path.mkdir()
-    run = _Run(tmp_path, _fit_command(tmp_path, "--trainer.max_steps", str(resumed_run["max_steps"])), "uninterrupted")
+    run = FitProcess(tmp_path, _fit_command(tmp_path, "--trainer.max_steps", str(resumed_run["max_steps"])), "uninterrupted")
     status = run.wait(RUN_TIMEOUT_S)
     if status != 0:
         run.fail(f"the uninterrupted run exited with status {status}")
@@ -276,7 +234,7 @@ def test_a_moved_run_folder_still_resumes_with_its_replay(sigterm_run):
     original = sigterm_run["checkpoints"] / "replay"
     original.rename(original.with_name("replay.hidden"))
     try:
-        run = _Run(tmp_path / "moved_run", command, "moved")
+        run = FitProcess(tmp_path / "moved_run", command, "moved")
         if run.wait(RUN_TIMEOUT_S) != 0:
             run.fail("the run resumed from the moved folder failed")
     finally:

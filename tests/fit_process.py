@@ -1,0 +1,66 @@
+"""A `sqil_lightning fit` run as a subprocess, for the tests that stop and resume real runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fit_env() -> dict[str, str]:
+    """This process's environment with the repo and tests/ importable and one thread per run."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), str(REPO / "tests"), env.get("PYTHONPATH")) if p)
+    env.update(OMP_NUM_THREADS="1", RL_WARNINGS="0", PYTHONUNBUFFERED="1")
+    return env
+
+
+class FitProcess:
+    """A `fit` subprocess in ``tmp_path`` whose stdout and stderr go to files (no pipe to fill up).
+
+    ``own_session``: start it in a session of its own, as a terminal would (its Ctrl+C reaches the
+    whole process group, workers included); a failing test then kills that group, not just the run.
+    """
+
+    def __init__(self, tmp_path: Path, command: list[str], name: str, own_session: bool = False) -> None:
+        self.stdout_path, self.stderr_path = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+        self.own_session = own_session
+        with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
+            self.proc = subprocess.Popen(
+                command, cwd=tmp_path, env=fit_env(), stdout=out, stderr=err, start_new_session=own_session
+            )
+
+    def output(self) -> tuple[str, str]:
+        return self.stdout_path.read_text(), self.stderr_path.read_text()
+
+    def fail(self, why: str) -> None:
+        if self.proc.poll() is None:  # only what this test started
+            if self.own_session:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            else:
+                self.proc.kill()
+            self.proc.wait()
+        out, err = self.output()
+        pytest.fail(f"{why}\n--- stdout ---\n{out[-3000:]}\n--- stderr ---\n{err[-6000:]}")
+
+    def wait_for(self, pattern: Path, timeout: float) -> None:
+        """Wait until a file matching ``pattern`` (a glob) exists; fail if the run ends or hangs first."""
+        deadline = time.monotonic() + timeout
+        while not list(pattern.parent.glob(pattern.name)):
+            if self.proc.poll() is not None:
+                self.fail(f"the run exited with status {self.proc.returncode} before {pattern} appeared")
+            if time.monotonic() > deadline:
+                self.fail(f"{pattern} did not appear within {timeout} s")
+            time.sleep(0.1)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.fail(f"the run did not exit within {timeout} s")
