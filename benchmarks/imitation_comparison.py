@@ -4,7 +4,8 @@ against the `imitation` package's SQIL, same machine, same demos, same evaluatio
 - The peer is installed into its own virtual environment
   (``runs/benchmark/imitation_comparison/venv``: torch 2.13.0, then imitation 1.0.1 with box2d)
   and trained by `peers/imitation_sqil.py` (DQN with rl-zoo's LunarLander settings and this
-  project's 128x128 Q-network) on this project's demo file; it saves its Q-network every
+  project's 128x128 Q-network) on this project's demo file (100 scripted episodes, or with
+  ``--success-only-demos`` the expert's first 100 successful ones, for both learners); it saves its Q-network every
   ``--every`` env steps with its training seconds.
 - sqil_lightning trains `conf/lunarlander.yaml` with the fast paths on (`fast.compile default`,
   `fast.fused_adam true`, `data.collector` ``--collector``: async by default, the env stepped in a
@@ -15,7 +16,7 @@ against the `imitation` package's SQIL, same machine, same demos, same evaluatio
   scripted expert's success rate on those episodes.
 
 Finished runs and scored snapshots are kept under ``--out`` (by default a folder named after
-``--every``, ``--peer-steps`` and ``--collector``), so a stopped benchmark resumes.
+``--every``, ``--peer-steps``, ``--collector`` and the demos), so a stopped benchmark resumes.
 
     python benchmarks/imitation_comparison.py --seeds 0 1 2 --every 5000 --peer-steps 80000 --write
 """
@@ -46,10 +47,15 @@ from sqil_lightning.networks import build_network  # noqa: E402
 from sqil_lightning.policies import boltzmann_policy  # noqa: E402
 
 ENV_ID, EVAL_SEED, EPISODES = "LunarLander-v3", 1_000_000, 100
-DEMOS = ROOT / "demos" / "LunarLander-v3_lunarlander_scripted_100ep_seed0.npz"
 PEER_PACKAGES = ["imitation==1.0.1", "box2d", "pygame"]  # box2d: the prebuilt wheel of gymnasium[box2d]'s Box2D
 WORKER = Path(__file__).resolve().parent / "peers" / "imitation_sqil.py"
 PEER_VENV = ROOT / "runs" / "benchmark" / "imitation_comparison" / "venv"  # shared by every --out
+
+
+def demo_file(success_only: bool) -> Path:
+    """The 100 scripted demos both learners get: all of them, or the expert's successful episodes."""
+    outcome = "_success" if success_only else ""
+    return ROOT / "demos" / f"LunarLander-v3_lunarlander_scripted_100ep{outcome}_seed0.npz"
 
 
 def peer_python(venv: Path) -> Path:
@@ -65,11 +71,11 @@ def peer_python(venv: Path) -> Path:
     return python
 
 
-def run_peer(python: Path, out: Path, seed: int, steps: int, every: int) -> Path:
+def run_peer(python: Path, out: Path, demos: Path, seed: int, steps: int, every: int) -> Path:
     run = out / "imitation" / f"seed_{seed}"
     if not (run / "done.json").exists():
         run.mkdir(parents=True, exist_ok=True)
-        command = [str(python), str(WORKER), "--demos", str(DEMOS), "--seed", str(seed), "--steps", str(steps)]
+        command = [str(python), str(WORKER), "--demos", str(demos), "--seed", str(seed), "--steps", str(steps)]
         command += ["--snapshot-every", str(every), "--out", str(run)]
         with (run / "train.log").open("w") as log:
             subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -119,15 +125,17 @@ def main() -> None:
     parser.add_argument("--peer-steps", type=int, default=80_000, help="the peer's env-step budget per seed")
     parser.add_argument("--every", type=int, default=5_000, help="env steps between evaluations / snapshots")
     parser.add_argument("--collector", choices=["sync", "async"], default="async", help="sqil_lightning's data.collector")
+    parser.add_argument("--success-only-demos", action="store_true", help="both learners get the expert's successful episodes only")
     parser.add_argument("--out", type=Path, help="runs kept here (default: runs/benchmark/imitation_comparison/<settings>)")
     parser.add_argument("--write", action="store_true", help="append the figures to docs/results.md")
     args = parser.parse_args()
     # Finished runs are reused, so a folder must only ever hold runs made with one set of settings.
-    settings = f"every{args.every}_peer{args.peer_steps}_{args.collector}"
+    settings = f"every{args.every}_peer{args.peer_steps}_{args.collector}" + ("_success" if args.success_only_demos else "")
     args.out = args.out or ROOT / "runs" / "benchmark" / "imitation_comparison" / settings
     torch.set_num_threads(1)
-    if not DEMOS.exists():
-        generate_expert_demos("lunarlander_scripted", 100, 0, DEMOS)
+    demos = demo_file(args.success_only_demos)
+    if not demos.exists():
+        generate_expert_demos("lunarlander_scripted", 100, 0, demos, success_only=args.success_only_demos)
     threshold = evaluate_policy(ENV_ID, make_expert("lunarlander_scripted"), EPISODES, EVAL_SEED).success_rate
     print(f"threshold (scripted expert's success): {threshold}", flush=True)
     python = peer_python(PEER_VENV)
@@ -135,14 +143,14 @@ def main() -> None:
     ours, peer, finals = {}, {}, {}
     for seed in args.seeds:
         extra = [
-            "--seed_everything", str(seed), "--data.seed", str(seed), "--data.demo_path", str(DEMOS),
+            "--seed_everything", str(seed), "--data.seed", str(seed), "--data.demo_path", str(demos),
             "--evaluation.every_n_steps", str(args.every), "--evaluation.episodes", str(EPISODES),
             "--evaluation.video_every_n_evaluations", "0", "--wandb.mode", "disabled",
             "--fast.compile", "default", "--fast.fused_adam", "true", "--data.collector", args.collector,
         ]  # fmt: skip
         run = fit(["conf/lunarlander.yaml"], args.out, "sqil_lightning", f"seed_{seed}", extra)
         ours[seed], finals[seed] = ours_curve(run), finished(run)["greedy"]["success_rate"]
-        peer[seed] = peer_curve(run_peer(python, args.out, seed, args.peer_steps, args.every), threshold)
+        peer[seed] = peer_curve(run_peer(python, args.out, demos, seed, args.peer_steps, args.every), threshold)
         print(f"seed {seed}: ours {first_reaching(ours[seed], threshold)}, imitation {first_reaching(peer[seed], threshold)}", flush=True)
     report(args, threshold, ours, peer, finals)
 
@@ -166,11 +174,13 @@ def report(args: argparse.Namespace, threshold: float, ours: dict, peer: dict, f
     bound = "" if reached_all else " (the peer's is a lower bound: some seeds never reached it)"
     figure = RESULTS.parent / "imitation_comparison.png"
     plot(args.seeds, ours, peer, threshold, figure)
+    demo_text = "the expert's first 100 successful episodes" if args.success_only_demos else "100 scripted episodes, failed ones included"
     lines = [
         machine_line(),
         f"Threshold: the scripted expert's success rate on the 100 evaluation episodes, **{threshold:.2f}**. "
         f"Evaluations every {args.every} env steps (100 greedy episodes, LunarLander-v3, seeds 1000000…1000099, "
         "this project's `evaluate_policy` for both). Times are training wall-clock without the evaluations. "
+        f"Both learn from `{demo_file(args.success_only_demos).relative_to(ROOT)}` ({demo_text}). "
         "One torch thread each; imitation steps its env in its training process (SB3's DQN collects "
         f"synchronously), sqil_lightning with `data.collector {args.collector}`"
         + (" (its env in a worker process on the second core)." if args.collector == "async" else "."),
