@@ -5,8 +5,8 @@ against the `imitation` package's SQIL, same machine, same demos, same evaluatio
   (``runs/benchmark/imitation_comparison/venv``: torch 2.13.0, then imitation 1.0.1 with box2d)
   and trained by `peers/imitation_sqil.py` (DQN with rl-zoo's LunarLander settings and this
   project's 128x128 Q-network) on this project's demo file (100 scripted episodes, or with
-  ``--success-only-demos`` the expert's first 100 successful ones, for both learners); it saves its Q-network every
-  ``--every`` env steps with its training seconds.
+  ``--success-only-demos`` the expert's first 100 successful ones, for both learners); it saves
+  its Q-network every ``--every`` env steps with its training seconds.
 - sqil_lightning trains `conf/lunarlander.yaml` with the fast paths on (`fast.compile default`,
   `fast.fused_adam true`, `data.collector` ``--collector``: async by default, the env stepped in a
   worker process on the second core; `data.updates_per_step 4` is the config's) and evaluates
