@@ -7,16 +7,18 @@ against the `imitation` package's SQIL, same machine, same demos, same evaluatio
   project's 128x128 Q-network) on this project's demo file (100 scripted episodes, or with
   ``--success-only-demos`` the expert's first 100 successful ones, for both learners); it saves
   its Q-network every ``--every`` env steps with its training seconds.
-- sqil_lightning trains `conf/lunarlander.yaml` with the fast paths on (`fast.compile default`,
-  `fast.fused_adam true`, `data.collector` ``--collector``: async by default, the env stepped in a
-  worker process on the second core; `data.updates_per_step 4` is the config's) and evaluates
-  every ``--every`` env steps in the run (`time/train_s`: training seconds, evaluations left out).
+- sqil_lightning trains `conf/lunarlander.yaml` with the fast paths on (`fast.compile`
+  ``--compile``: default, else eager; `fast.fused_adam true`; `data.collector` ``--collector``:
+  async by default, the env stepped in a worker process on the second core; `data.updates_per_step
+  4` is the config's) and evaluates every ``--every`` env steps in the run (`time/train_s`:
+  training seconds, evaluations left out).
 - Every evaluation is this project's `evaluate_policy`: 100 greedy episodes of LunarLander-v3
   from the start seeds 1000000…1000099, success = at rest between the flags. The threshold is the
   scripted expert's success rate on those episodes.
 
 Finished runs and scored snapshots are kept under ``--out`` (by default a folder named after
-``--every``, ``--peer-steps``, ``--collector`` and the demos), so a stopped benchmark resumes.
+``--every``, ``--peer-steps``, ``--collector``, ``--compile`` and the demos), so a stopped
+benchmark resumes.
 
     python benchmarks/imitation_comparison.py --seeds 0 1 2 --every 5000 --peer-steps 80000 --write
 """
@@ -125,12 +127,15 @@ def main() -> None:
     parser.add_argument("--peer-steps", type=int, default=80_000, help="the peer's env-step budget per seed")
     parser.add_argument("--every", type=int, default=5_000, help="env steps between evaluations / snapshots")
     parser.add_argument("--collector", choices=["sync", "async"], default="async", help="sqil_lightning's data.collector")
+    # Compiled by default: in the whole loop it ran most 5k env steps in 7-8 s against 9-10 s eager,
+    # repaying its 3-9 s of compilation within 10-25k env steps (docs/results.md, 2026-12-03).
+    parser.add_argument("--compile", choices=["none", "default"], default="default", help="sqil_lightning's fast.compile")
     parser.add_argument("--success-only-demos", action="store_true", help="both learners get the expert's successful episodes only")
     parser.add_argument("--out", type=Path, help="runs kept here (default: runs/benchmark/imitation_comparison/<settings>)")
     parser.add_argument("--write", action="store_true", help="append the figures to docs/results.md")
     args = parser.parse_args()
     # Finished runs are reused, so a folder must only ever hold runs made with one set of settings.
-    settings = f"every{args.every}_peer{args.peer_steps}_{args.collector}" + ("_success" if args.success_only_demos else "")
+    settings = f"every{args.every}_peer{args.peer_steps}_{args.collector}_compile-{args.compile}" + ("_success" if args.success_only_demos else "")
     args.out = args.out or ROOT / "runs" / "benchmark" / "imitation_comparison" / settings
     torch.set_num_threads(1)
     demos = demo_file(args.success_only_demos)
@@ -146,7 +151,7 @@ def main() -> None:
             "--seed_everything", str(seed), "--data.seed", str(seed), "--data.demo_path", str(demos),
             "--evaluation.every_n_steps", str(args.every), "--evaluation.episodes", str(EPISODES),
             "--evaluation.video_every_n_evaluations", "0", "--wandb.mode", "disabled",
-            "--fast.compile", "default", "--fast.fused_adam", "true", "--data.collector", args.collector,
+            "--fast.compile", "null" if args.compile == "none" else args.compile, "--fast.fused_adam", "true", "--data.collector", args.collector,
         ]  # fmt: skip
         run = fit(["conf/lunarlander.yaml"], args.out, "sqil_lightning", f"seed_{seed}", extra)
         ours[seed], finals[seed] = ours_curve(run), finished(run)["greedy"]["success_rate"]
@@ -172,7 +177,7 @@ def report(args: argparse.Namespace, threshold: float, ours: dict, peer: dict, f
     ours_median, peer_median = statistics.median(our_times), statistics.median(peer_times)
     reached_all = all(first_reaching(peer[s], threshold) for s in args.seeds)
     bound = "" if reached_all else " (the peer's is a lower bound: some seeds never reached it)"
-    figure = RESULTS.parent / "imitation_comparison.png"
+    figure = RESULTS.parent / f"imitation_comparison_{args.out.name}.png"
     plot(args.seeds, ours, peer, threshold, figure)
     demo_text = "the expert's first 100 successful episodes" if args.success_only_demos else "100 scripted episodes, failed ones included"
     lines = [
@@ -182,7 +187,7 @@ def report(args: argparse.Namespace, threshold: float, ours: dict, peer: dict, f
         "this project's `evaluate_policy` for both). Times are training wall-clock without the evaluations. "
         f"Both learn from `{demo_file(args.success_only_demos).relative_to(ROOT)}` ({demo_text}). "
         "One torch thread each; imitation steps its env in its training process (SB3's DQN collects "
-        f"synchronously), sqil_lightning with `data.collector {args.collector}`"
+        f"synchronously), sqil_lightning with `fast.compile {args.compile}`, `data.collector {args.collector}`"
         + (" (its env in a worker process on the second core)." if args.collector == "async" else "."),
         "",
         "| seed | sqil_lightning: reached at | its final success | imitation SQIL: reached at | its best success scored |",
