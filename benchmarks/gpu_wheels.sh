@@ -2,10 +2,11 @@
 # Fetch, on this machine, the wheels that a GPU machine lent through the `device` tool lacks: its
 # image holds Python 3.12 with CUDA PyTorch, Lightning, NumPy, Matplotlib, ImageIO and PyYAML but not
 # TorchRL, TensorDict, Gymnasium, MuJoCo or jsonargparse, and it cannot reach PyPI. The wheels land
-# in .whl/ (git-ignored, about 25 MiB), which benchmarks/gpu_check.sh installs there:
+# in .whl/ (git-ignored, about 46 MiB), which benchmarks/gpu_check.sh installs there:
 #   bash benchmarks/gpu_wheels.sh            # here, once (needs PyPI)
 #   device run: bash benchmarks/gpu_check.sh, carry [".whl"]
-# The versions are the ones this project is tested with (the CI's pip freeze, 2026-12).
+# The versions are those this project's test suite ran with (pip freeze, 2026-12). PYTHON_VERSION=3.11
+# WHEELS=/tmp/w fetches the same set for this machine's Python elsewhere (a dry run in a bare venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON_VERSION=${PYTHON_VERSION:-3.12}
