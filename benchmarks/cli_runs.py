@@ -52,3 +52,13 @@ def eval_curve(run: Path, label: str) -> list[dict[str, float]]:
         rows = [r for r in csv.DictReader(f) if r.get(f"eval/{label}/return")]
     keys = ["env_steps", "time/elapsed_s", "time/train_s", *(k for k in rows[0] if k.startswith(f"eval/{label}/"))] if rows else []
     return [{k: float(r[k]) for k in keys if r.get(k)} for r in rows]
+
+
+def perf_windows(run: Path) -> list[dict[str, float]]:
+    """The `Throughput` callback's windows in a run's metrics.csv: step, updates/s, env steps/s."""
+    with (run / "metrics.csv").open() as f:
+        return [
+            {"step": float(r["step"]), "updates_per_s": float(r["perf/updates_per_s"]), "env_steps_per_s": float(r["perf/env_steps_per_s"])}
+            for r in csv.DictReader(f)
+            if r.get("perf/updates_per_s")
+        ]

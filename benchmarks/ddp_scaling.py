@@ -13,13 +13,12 @@ windows after the first.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cli_runs import fit  # noqa: E402
+from cli_runs import fit, perf_windows  # noqa: E402
 from results_file import append_section, machine_line  # noqa: E402
 
 CONFIGS = {
@@ -30,11 +29,10 @@ CONFIGS = {
 
 def perf(run: Path) -> tuple[float, float]:
     """Mean updates/s and env steps/s over the logged windows after the first (start-up)."""
-    with (run / "metrics.csv").open() as f:
-        rows = [r for r in csv.DictReader(f) if r.get("perf/updates_per_s")]
-    rows = rows[1:] or rows
-    updates = sum(float(r["perf/updates_per_s"]) for r in rows) / len(rows)
-    env_steps = sum(float(r["perf/env_steps_per_s"]) for r in rows) / len(rows)
+    windows = perf_windows(run)
+    windows = windows[1:] or windows
+    updates = sum(w["updates_per_s"] for w in windows) / len(windows)
+    env_steps = sum(w["env_steps_per_s"] for w in windows) / len(windows)
     return updates, env_steps
 
 

@@ -5,9 +5,9 @@ runs: rollouts of 4 env steps every 4 updates, stepped between the updates by `d
 sync`). Every run is plain SAC on the env's own reward (`data.reward env`: no expert or demos
 needed, and the setting of the published single-GPU figures, about 725 it/s) through the CLI, as a
 user would start it, with fused Adam, the finite-loss check every 1000 updates instead of every
-update (each check is a host sync) and no periodic evaluation or checkpoint. A run's rate is the median of its `perf/updates_per_s` windows (1000 updates each)
-after ``--warmup`` updates, so compiling is not counted; the table also gives each run's whole
-wall-clock, compiling included.
+update (each check is a host sync) and no periodic evaluation or checkpoint. A run's rate is the
+median of its `perf/updates_per_s` windows (1000 updates each) after ``--warmup`` updates, so
+compiling is not counted; the table also gives each run's whole wall-clock, compiling included.
 
     python benchmarks/gpu_sac.py --write                                   # on a CUDA machine
     python benchmarks/gpu_sac.py --accelerator cpu --steps 2000 --warmup 1000 --modes eager   # CPU dry run
@@ -16,7 +16,6 @@ wall-clock, compiling included.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import subprocess
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cli_runs import ROOT, fit  # noqa: E402
+from cli_runs import ROOT, fit, perf_windows  # noqa: E402
 from results_file import append_section, machine_line  # noqa: E402
 
 # Mode name → `fast.compile` value; "graphs" is torch.compile's CUDA-graph mode.
@@ -36,9 +35,8 @@ WINDOW = 1000  # updates per perf/updates_per_s window (trainer.log_every_n_step
 
 def run_mode(mode: str, collector: str, args: argparse.Namespace) -> dict[str, float]:
     """Train one setting for ``args.steps`` updates; its steady rate and whole wall-clock."""
-    name = f"{mode}_{collector}"
     run = fit(
-        ["conf/halfcheetah.yaml"], args.out, name, "run",
+        ["conf/halfcheetah.yaml"], args.out, f"{mode}_{collector}", "run",
         [
             "--data.reward", "env", "--trainer.accelerator", args.accelerator,
             "--trainer.max_steps", str(args.steps), "--trainer.log_every_n_steps", str(WINDOW),
@@ -48,8 +46,7 @@ def run_mode(mode: str, collector: str, args: argparse.Namespace) -> dict[str, f
             "--data.collector", collector,
         ],
     )
-    with (run / "metrics.csv").open() as f:
-        rates = [float(r["perf/updates_per_s"]) for r in csv.DictReader(f) if r.get("perf/updates_per_s") and float(r["step"]) >= args.warmup]
+    rates = [w["updates_per_s"] for w in perf_windows(run) if w["step"] >= args.warmup]
     if not rates:
         raise SystemExit(f"{run}: no perf/updates_per_s after {args.warmup} updates; raise --steps above --warmup + {WINDOW}")
     wall_clock = json.loads((run / "wall_clock.json").read_text())["seconds"]
@@ -77,7 +74,7 @@ def main() -> None:
                 measured = run_mode(mode, collector, args)
             except subprocess.CalledProcessError:
                 # One mode failing (a compiler error, say) must not cost the others their device time.
-                log = args.out / f"{mode}_{collector}" / "run.log"
+                log = args.out / f"{mode}_{collector}" / "run.log"  # where `fit` logs its run "run"
                 print(f"{mode} {collector} failed; the end of {log}:", *log.read_text().splitlines()[-15:], sep="\n", flush=True)
                 rows.append(f"{setting} failed | | |")
                 continue
