@@ -37,7 +37,7 @@ class FiniteLossGuard(Callback):
             terms.update(pl_module.statistics(batch))
         bad = [f"{name} = {value.item()}" for name, value in terms.items() if not torch.isfinite(value)]
         path = Path(checkpoint_dir(trainer)) / f"nonfinite-step{trainer.global_step}.ckpt"
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # the full state: optimizer, loops, replay
         raise TrainingDivergedError(
             f"the loss became {loss.item()} at step {trainer.global_step} ({', '.join(bad) or 'no term reported'}); "
             f"the parameters before this step are saved in {path}. Lower the learning rates or the demo reward, "

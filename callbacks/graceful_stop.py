@@ -14,6 +14,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from sqil_lightning.checkpoint_io import checkpoint_dir
 from sqil_lightning.errors import TrainingStopped
+from sqil_lightning.resume import newest_checkpoint
 
 
 class GracefulStop(Callback):
@@ -51,6 +52,10 @@ class GracefulStop(Callback):
         if isinstance(exception, SIGTERMException):
             path = self.save_last(trainer)
             rank_zero_info(f"stopped by SIGTERM after step {trainer.global_step}; {self._resume_hint(path)}")
+        elif isinstance(exception, KeyboardInterrupt):  # a second Ctrl+C: no time to save this step
+            newest = newest_checkpoint(Path(checkpoint_dir(trainer)))
+            saved = self._resume_hint(newest) if newest is not None else "no checkpoint had been written yet"
+            rank_zero_info(f"aborted by a second Ctrl+C during step {trainer.global_step}, without saving it; {saved}")
         self._restore_handler()
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -67,7 +72,8 @@ class GracefulStop(Callback):
         checkpoint = trainer.checkpoint_callback
         name = f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
         path = os.path.join(checkpoint_dir(trainer), name)
-        trainer.save_checkpoint(path)  # atomic with the CLI's AtomicCheckpointIO: a crash keeps the old file
+        # The full state (weights_only=False: what a resume needs); atomic with the CLI's AtomicCheckpointIO.
+        trainer.save_checkpoint(path, weights_only=False)
         if isinstance(checkpoint, ModelCheckpoint):
             # Tell ModelCheckpoint this file is its own last checkpoint; else its next save of
             # "last" finds the name taken and writes last-v1.ckpt beside it.

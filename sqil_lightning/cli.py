@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -11,21 +12,29 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
+from lightning_utilities.core.apply_func import apply_to_collection
 
 from callbacks import Evaluation, FastPaths, FiniteLossGuard, GracefulStop, LoggedConfig, PeriodicRollout, Throughput
-from sqil_lightning.checkpoint_io import AtomicCheckpointIO
+from callbacks.checkpoint_lock import CheckpointFolderLock
+from callbacks.progress import UpdatesProgressBar
+from sqil_lightning import quiet
+from sqil_lightning.checkpoint_io import WRITE_ERRNOS, AtomicCheckpointIO, write_fault_line
+from sqil_lightning.config_errors import check_config_files, parser_error_line
 from sqil_lightning.datamodule import SQILDataModule
 from sqil_lightning.demos import DemoSet
 from sqil_lightning.envs import env_spaces
-from sqil_lightning.errors import ConfigError, TrainingDivergedError, TrainingStopped, UserInputError
+from sqil_lightning.errors import ConfigError, TrainingDivergedError, TrainingStopped, UserInputError, WriteFault
 from sqil_lightning.experts import EXPERTS, generate_expert_demos, record_checkpoint_demos
 from sqil_lightning.minari_demos import load_minari_demos
 from sqil_lightning.pixels import PixelPipeline
 from sqil_lightning.plots import plot_metrics
+from sqil_lightning.resume import check_resumable, find_last_checkpoint
 from sqil_lightning.study import StudyRunFailed, StudySpec, run_study
 from sqil_lightning.study_report import write_report
 from sqil_lightning.wandb_logger import WandbSettings
@@ -48,7 +57,8 @@ class SQILCLI(LightningCLI):
             "--progress_bar_refresh_rate",
             type=int,
             default=100,
-            help="steps between redraws of the progress bar; redrawing every step costs ~13%% of the "
+            help="gradient updates between redraws of the progress bar, which counts gradient updates "
+            "(trainer.global_step) up to trainer.max_steps; redrawing every update costs ~13%% of the "
             "updates/s on a 2-core CPU. Ignored with --trainer.enable_progress_bar false.",
         )
         parser.add_argument(
@@ -71,21 +81,53 @@ class SQILCLI(LightningCLI):
         if threads < 1:
             raise ConfigError(f"torch_threads = {threads} is invalid; it must be a positive integer")
         torch.set_num_threads(threads)
-        if self.subcommand == "fit" and self.config.fit.get("ckpt_path") == "last":
-            self.config.fit.ckpt_path = str(find_last_checkpoint(self.config.fit))
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        max_steps = config.trainer.max_steps
+        if max_steps is not None and max_steps < -1:
+            raise ConfigError(f"trainer.max_steps = {max_steps} is invalid; give a number of gradient updates (or -1: until stopped)")
+        if self.subcommand == "fit" and config.get("ckpt_path") == "last":
+            config.ckpt_path = str(find_last_checkpoint(config))
+            check_resumable(config.ckpt_path, config.data.env_id)
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        # Checked here, before LightningCLI reads the checkpoint's hyperparameters: a missing, truncated,
+        # unsafe or other task's file is one line, not a traceback. `last` is resolved later.
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path is not None and ckpt_path != "last":
+            check_resumable(ckpt_path, config.data.env_id, "resuming from" if subcommand == "fit" else "evaluating")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         callbacks = list(config["trainer"].get("callbacks") or [])
         wants_bar = config["trainer"].get("enable_progress_bar") is not False
-        extra = [GracefulStop(), Throughput()]
+        extra = [GracefulStop(), Throughput(), CheckpointFolderLock()]
         if wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
-            extra.append(TQDMProgressBar(refresh_rate=config["progress_bar_refresh_rate"]))
+            # Counts gradient updates, the unit of max_steps (a Lightning step makes data.updates_per_step).
+            extra.append(UpdatesProgressBar(refresh_rate=config["progress_bar_refresh_rate"]))
         kwargs["callbacks"] = [*callbacks, *extra]
         if not config["trainer"].get("plugins"):
             kwargs["plugins"] = [AtomicCheckpointIO()]
+        evaluating = self.subcommand in EVALUATION_SUBCOMMANDS
+        ckpt_path = config.get("ckpt_path") if evaluating else None
+        if ckpt_path:
+            logger = _logger_in_checkpoint_run(config["trainer"].get("logger"), ckpt_path, self.subcommand)
+            if logger is not None:
+                kwargs["logger"] = logger
+            if config["checkpoint"].dirpath is None and os.path.isfile(ckpt_path):
+                # validate/test save nothing: point ModelCheckpoint at the folder the checkpoint is
+                # in (as fit spelled it when it can be told), so restoring its state does not warn
+                # that the folder changed.
+                config["checkpoint"].dirpath = os.path.join(logger.save_dir, "checkpoints") if logger else os.path.dirname(ckpt_path)
         trainer = super().instantiate_trainer(**kwargs)
-        self._add_wandb_logger(trainer, config["wandb"])
+        if not (evaluating and config["wandb"].mode == "auto"):  # validate/test: a W&B run only when asked
+            self._add_wandb_logger(trainer, config["wandb"])
+        if any(isinstance(lg, WandbLogger) for lg in trainer.loggers):
+            quiet.silence_wandb_noise()
+        for loop in (trainer.validate_loop, trainer.test_loop):
+            loop._print_results = _print_rounded_results(loop._print_results)
         return trainer
 
     @staticmethod
@@ -98,30 +140,9 @@ class SQILCLI(LightningCLI):
             trainer.loggers = [*trainer.loggers, wandb_logger]
 
 
-def find_last_checkpoint(config) -> Path:
-    """The newest ``last.ckpt`` of this experiment, for ``fit --ckpt_path last``.
-
-    Lightning looks for ``last`` only in the new run's own checkpoint folder, which is a fresh
-    ``version_N`` for every run; a resumed run should continue from the newest ``last.ckpt``
-    under the logger's folder (or ``checkpoint.dirpath`` when that is set).
-    """
-    if config.checkpoint.dirpath:
-        roots = [Path(config.checkpoint.dirpath)]
-    else:
-        logger = config.trainer.logger
-        init = getattr(logger, "init_args", None)
-        save_dir = getattr(init, "save_dir", None) if init is not None else None
-        name = getattr(init, "name", None) if init is not None else None
-        roots = [Path(save_dir) / (name or "")] if save_dir else [Path(config.trainer.default_root_dir or ".")]
-    found = [path for root in roots if root.is_dir() for path in root.rglob("last.ckpt")]
-    if not found:
-        where = ", ".join(str(r) for r in roots)
-        raise ConfigError(f"--ckpt_path last: no last.ckpt under {where}; drop --ckpt_path to start a new run")
-    return max(found, key=lambda path: path.stat().st_mtime)
-
-
 def lightning_main(args: Sequence[str] | None = None, run: bool = True) -> SQILCLI:
     """`python -m sqil_lightning fit --config conf/lunarlander.yaml` and friends."""
+    quiet.silence_known_noise()
     return SQILCLI(
         datamodule_class=SQILDataModule,
         subclass_mode_model=True,
@@ -130,14 +151,84 @@ def lightning_main(args: Sequence[str] | None = None, run: bool = True) -> SQILC
             # Raise instead of printing usage and exiting, so `main` can say which key is wrong in one line.
             "exit_on_error": False,
             "prog": "python -m sqil_lightning",
-            "description": "SQIL on Lightning. Subcommands below; demo files: `python -m sqil_lightning demos --help`; "
-            "studies (methods x start states x seeds): `python -m sqil_lightning study --help`.",
+            # The top-level help; `main` sends demos, plot and study to parsers of their own.
+            "description": TOP_LEVEL_HELP,
+            "formatter_class": _RawDescriptionFormatter,  # keeps the subcommand list's lines
         },
         save_config_callback=LoggedConfig,
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,
     )
+
+
+TOP_LEVEL_HELP = """\
+Soft Q Imitation Learning (SQIL) on PyTorch Lightning and TorchRL.
+
+commands:
+  fit       train, e.g. python -m sqil_lightning fit --config conf/lunarlander.yaml
+  validate  play data.eval_episodes greedy episodes with a checkpoint: --ckpt_path CKPT
+  test      as validate, logged as test/*
+  demos     make or inspect demo files (python -m sqil_lightning demos --help)
+  plot      learning curves of a run (python -m sqil_lightning plot --help)
+  study     methods x start states x seeds, then a report (python -m sqil_lightning study --help)
+
+validate and test of a fit's checkpoint (runs/NAME/version_N/checkpoints/*.ckpt) log into
+version_N/validate/ or version_N/test/, not a new version_N+1, and start a W&B run only with
+--wandb.mode online or offline. python -m sqil_lightning fit --help lists every config key.
+"""
+
+
+class _RawDescriptionFormatter(DefaultHelpFormatter):
+    """jsonargparse's help formatter without re-wrapping the description (argparse's RawDescriptionHelpFormatter)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "".join(indent + line for line in text.splitlines(keepends=True))
+
+
+EVALUATION_SUBCOMMANDS = ("validate", "test")
+
+
+def _logger_in_checkpoint_run(logger: Logger | None, ckpt_path: str | None, subcommand: str) -> Logger | None:
+    """For `validate`/`test` of a fit's own checkpoint: a logger that writes into that fit's folder.
+
+    A checkpoint at ``<logger root>/version_N/checkpoints/*.ckpt`` (e.g.
+    ``runs/lunarlander/version_0/checkpoints/last.ckpt``) was written by a fit that logged to
+    ``version_N``; the configured logger would start ``version_N+1`` beside it, which reads as
+    another training run. The logger returned, of the same class, writes to
+    ``version_N/<subcommand>/version_K`` instead: its own ``metrics.csv``, ``hparams.yaml`` and
+    ``config.yaml``, so the fit's files are left as they are, and each test is kept. None (keep
+    the configured logger) for any other checkpoint, or a logger pointed somewhere else.
+    """
+    if not ckpt_path or not isinstance(logger, (CSVLogger, TensorBoardLogger)):
+        return None
+    checkpoint = Path(ckpt_path).resolve()
+    run_dir = checkpoint.parent.parent
+    if checkpoint.parent.name != "checkpoints" or run_dir.parent != Path(logger.root_dir).resolve():
+        return None
+    # The configured root's own spelling (e.g. relative runs/lunarlander), as fit's paths read.
+    return type(logger)(save_dir=os.path.join(logger.root_dir, run_dir.name), name=subcommand)
+
+
+def _rounded(value: Any) -> Any:
+    """A metric as printed: 3 decimals (3 significant digits below 0.01), not float32's 16 digits."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            return value
+        value = value.item()
+    if isinstance(value, float) and value == value and abs(value) != float("inf"):
+        return round(value, 3) if abs(value) >= 0.01 or value == 0 else float(f"{value:.3g}")
+    return value
+
+
+def _print_rounded_results(print_results):
+    """Lightning's `validate`/`test` result table, with `_rounded` values (result.json and the
+    loggers keep full precision)."""
+
+    def print_rounded(results: list[dict[str, Any]], stage: str) -> None:
+        print_results(apply_to_collection(results, (torch.Tensor, float), _rounded), stage)
+
+    return print_rounded
 
 
 def _positive_int(text: str) -> int:
@@ -249,23 +340,17 @@ def _print_demo_summary(demos: DemoSet) -> None:
     print(f"  env return:   mean {returns.mean():.1f}, min {returns.min():.1f}, max {returns.max():.1f}")
 
 
-HELP_HINT = "python -m sqil_lightning fit --help lists every key"
-
-
-def _parser_error_line(err: argparse.ArgumentError) -> str:
-    """jsonargparse's nested message cut to the key the user typed and the innermost reason.
-
-    A wrong value inside the model section reads `Parser key "model": … Parser key "lr": Expected
-    a <class 'float'>. Got value: abc`; the user typed `model.lr`, so that is what we name.
-    """
-    text = str(err)
-    keys = re.findall(r'Parser key "([^"]+)":\s*(.*)', text)
-    if not keys:
-        return f"{text.splitlines()[0]} ({HELP_HINT})"
-    name = ".".join(key for key, _ in keys)
-    reason = re.sub(r"<class '(\w+)'>", r"\1", keys[-1][1])  # "Expected a <class 'float'>" → "Expected a float"
-    reason = reason.replace("Expected a int", "Expected an int")
-    return f"{name}: {reason} ({HELP_HINT})"
+# The class behind each config section, for the nearest valid key in an unknown-key error.
+CONFIG_SECTIONS = {
+    "trainer": Trainer,
+    "data": SQILDataModule,
+    "rollout": PeriodicRollout,
+    "evaluation": Evaluation,
+    "checkpoint": ModelCheckpoint,
+    "finite_loss": FiniteLossGuard,
+    "fast": FastPaths,
+    "wandb": WandbSettings,
+}
 
 
 def _user_facing(exc: BaseException) -> tuple[str, int] | None:
@@ -278,9 +363,13 @@ def _user_facing(exc: BaseException) -> tuple[str, int] | None:
         if isinstance(exc, UserInputError):
             return f"error: {exc}", 2
         if isinstance(exc, argparse.ArgumentError):
-            return f"error: {_parser_error_line(exc)}", 2
-        if isinstance(exc, (TrainingDivergedError, StudyRunFailed)):
+            return f"error: {parser_error_line(exc, CONFIG_SECTIONS)}", 2
+        if isinstance(exc, MisconfigurationException):
+            return f"error: {exc}", 2  # Lightning's own check of a trainer setting
+        if isinstance(exc, (TrainingDivergedError, StudyRunFailed, WriteFault)):
             return f"error: {exc}", 1
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            return f"error: {write_fault_line(exc)}", 1
         if isinstance(exc, TrainingStopped):
             return str(exc), 130  # the shell's status for a Ctrl+C
         seen.add(id(exc))
@@ -291,6 +380,7 @@ def _user_facing(exc: BaseException) -> tuple[str, int] | None:
 def main(args: Sequence[str] | None = None) -> None:
     """Entry point of `python -m sqil_lightning`; user mistakes exit with one line, not a traceback."""
     argv = list(sys.argv[1:] if args is None else args)
+    quiet.silence_known_noise()
     try:
         if argv and argv[0] == "demos":
             demos_main(argv[1:])
@@ -299,6 +389,7 @@ def main(args: Sequence[str] | None = None) -> None:
         elif argv and argv[0] == "study":
             study_main(argv[1:])
         else:
+            check_config_files(argv)
             # None lets LightningCLI read sys.argv itself (it warns when given both).
             lightning_main(None if args is None else argv)
     except SIGTERMException:

@@ -8,6 +8,7 @@ source ``env`` (plain RL, how experts are trained) there are no demos and rows k
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import deque
 from functools import partial
 from pathlib import Path
@@ -39,12 +40,20 @@ from sqil_lightning.experts import (
 )
 from sqil_lightning.minari_demos import load_minari_demos
 from sqil_lightning.pixels import PixelPipeline
-from sqil_lightning.replay_snapshot import RunPosition, load_snapshot, save_snapshot, set_rng_states, snapshot_dir
+from sqil_lightning.replay_snapshot import (
+    RunPosition,
+    checkpoint_snapshot,
+    load_snapshot,
+    save_snapshot,
+    set_rng_states,
+    snapshot_dir,
+)
 from sqil_lightning.resumable_episode import ResumableEpisode
 from sqil_lightning.start_states import build_start_shift
 from sqil_lightning.replay import (
     REWARD_SOURCES,
     BalancedBatches,
+    check_batch_split,
     absorbing_needs_discount,
     keep_env_rewards,
     make_online_buffer,
@@ -164,9 +173,13 @@ class SQILDataModule(LightningDataModule):
         if reward not in REWARD_SOURCES:
             raise ConfigError(f"data.reward = {reward!r} is invalid; choose one of {list(REWARD_SOURCES)}")
         if reward == "sqil":
+            check_batch_split(batch_size, demo_fraction)
             self._check_demo_settings(env_id, demo_path, demo_expert, demo_minari, absorbing_reward, gamma)
             self._check_demo_reward(demo_reward, absorbing_reward, gamma)
         self.save_hyperparameters()
+        # Names this run's replay snapshots (`replay_snapshot`); the same on every rank (`setup`)
+        # and kept by a resume, so a lineage of resumed runs shares one.
+        self.run_id = uuid.uuid4().hex[:12]
         self.env_steps = 0
         self.buffer = None
         self._batches: BalancedBatches | None = None
@@ -292,6 +305,8 @@ class SQILDataModule(LightningDataModule):
     def setup(self, stage: str) -> None:
         if self.buffer is not None:
             return
+        if self.trainer is not None and self.trainer.world_size > 1:
+            self.run_id = self.trainer.strategy.broadcast(self.run_id)  # rank 0's, for every rank
         hp = self.hparams
         stack = self.pixels.frame_stack if self.pixels is not None else 1
         # Stacked frames are stored one frame a row and re-stacked when drawn (`frame_replay`).
@@ -467,33 +482,27 @@ class SQILDataModule(LightningDataModule):
             self._eval_env = None
 
     def state_dict(self) -> dict[str, Any]:
-        """Counters and recent episode statistics, plus where this checkpoint's replay snapshot lies
-        (see `replay_snapshot`)."""
+        """Counters and recent episode statistics, plus the run id and step of this checkpoint's
+        replay snapshot, written beside it (see `replay_snapshot`)."""
         state: dict[str, Any] = {
             "env_steps": self.env_steps,
             "stacked_frames": self._frames.state_dict() if self._frames is not None else None,
             "recent_returns": list(self._recent_returns),
             "recent_successes": list(self._recent_successes),
+            "run_id": self.run_id,
         }
         if self._batches is None or self.trainer is None or len(self._batches.online) == 0:
             return state
-        replay_root = Path(checkpoint_dir(self.trainer)) / "replay"
         step, rank = self.trainer.global_step, self.trainer.global_rank
         position = RunPosition(
             # None with data.collector async: a resumed run then starts a fresh episode.
             episode=self._episode.episode_state() if self._episode is not None else None,
             untrained=self._batches.untrained(),
         )
-        save_snapshot(self._batches.online, snapshot_dir(replay_root, step, rank), position)  # each rank its own
-        state.update(replay_root=str(replay_root), replay_step=step)
+        directory = snapshot_dir(Path(checkpoint_dir(self.trainer)), self.run_id, step, rank)  # each rank its own
+        save_snapshot(self._batches.online, directory, position, self.run_id, step)
+        state.update(replay_step=step)
         return state
-
-    def _replay_root(self, state_dict: dict[str, Any]) -> Path:
-        # Beside the checkpoint being restored, so a moved or renamed run folder still resumes;
-        # the path saved in the checkpoint otherwise.
-        ckpt_path = getattr(self.trainer, "ckpt_path", None) if self.trainer is not None else None
-        beside = Path(ckpt_path).parent / "replay" if ckpt_path else None
-        return beside if beside is not None and beside.is_dir() else Path(state_dict["replay_root"])
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.env_steps = int(state_dict["env_steps"])
@@ -501,10 +510,19 @@ class SQILDataModule(LightningDataModule):
             self._frames.load_state_dict(state_dict["stacked_frames"])
         self._recent_returns.extend(state_dict.get("recent_returns", []))
         self._recent_successes.extend(state_dict.get("recent_successes", []))
+        # The resumed run continues its lineage: same run id, so its snapshots stay in one folder.
+        # A checkpoint from before run ids has none; its snapshot then lies in replay/ itself.
+        run_id = state_dict.get("run_id")
+        self.run_id = run_id if run_id is not None else self.run_id
         if "replay_step" in state_dict:
             rank = self.trainer.global_rank if self.trainer is not None else 0
-            directory = snapshot_dir(self._replay_root(state_dict), state_dict["replay_step"], rank)
-            position = load_snapshot(self._batches.online, directory)
+            # Beside the checkpoint being restored, never a path recorded inside it: a copied or
+            # moved checkpoint must not pick up the rows another run has since written there.
+            ckpt_path = getattr(self.trainer, "ckpt_path", None) if self.trainer is not None else None
+            if ckpt_path is None:
+                raise ConfigError("restoring the data module's replay needs the checkpoint's path (trainer.fit(ckpt_path=...))")
+            directory = checkpoint_snapshot(ckpt_path, state_dict, rank)
+            position = load_snapshot(self._batches.online, directory, run_id, state_dict["replay_step"])
             self._batches.restore_untrained(position.untrained)
             self._restored_episode = position.episode
             self._restored_rng = position.rng

@@ -15,3 +15,8 @@ class TrainingDivergedError(RuntimeError):
 
 class TrainingStopped(RuntimeError):
     """The user stopped the run (Ctrl+C); a checkpoint to resume from was written."""
+
+
+class WriteFault(RuntimeError):
+    """A file of the run could not be written (disk full, read-only folder); the message names the
+    folder and what to do. Checkpoints already written are kept."""

@@ -8,7 +8,6 @@ their checkpoints then record demos (`record_checkpoint_demos`).
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,9 +20,10 @@ from tqdm.auto import tqdm
 
 from sqil_lightning.demos import DemoError, DemoFileNotFoundError, DemoSet
 from sqil_lightning.car_racing import TrackFollower
+from sqil_lightning.checkpoint_io import read_checkpoint
 from sqil_lightning.envs import SUCCESS_WRAPPERS, attach_simulator, has_success, make_env, make_gym_env
 from sqil_lightning.errors import ConfigError
-from sqil_lightning.learner import OffPolicyLearner
+from sqil_lightning.learner import OffPolicyLearner, learner_classes
 from sqil_lightning.pixels import PixelPipeline
 
 # Success-only recording gives up after this many episodes per demo wanted.
@@ -35,6 +35,29 @@ TRAIN_EXPERT_HINT = (
     "--config conf/experts/<task>.yaml` writes experts/<env id>/last.ckpt; conf/experts/ has pendulum, "
     "halfcheetah and humanoid, and a copy with another data.env_id trains any task"
 )
+
+
+# Env id -> (the task's name in conf/<task>.yaml and conf/experts/<task>.yaml, what training its expert takes).
+EXPERT_TRAINING = {
+    "Pendulum-v1": ("pendulum", "20k SAC steps: 9 min on 2 CPU cores"),
+    "HalfCheetah-v5": ("halfcheetah", "120k SAC steps: 49 min on 2 CPU cores"),
+    "Humanoid-v5": ("humanoid", "about a million SAC steps: a GPU run"),
+    "PongPreprocessed-v5": ("pong", "2 million soft-Q steps: hours on a GPU"),
+}
+
+
+def train_expert_hint(env_id: str | None) -> str:
+    """How to get demos when an expert checkpoint is missing: the command that trains it and its
+    scale for the project's tasks, and the demo sources that need no expert."""
+    if env_id not in EXPERT_TRAINING:
+        return TRAIN_EXPERT_HINT
+    task, scale = EXPERT_TRAINING[env_id]
+    return (
+        f"train it first with the env's own reward ({scale}): `python -m sqil_lightning fit --config conf/{task}.yaml "
+        f"--config conf/experts/{task}.yaml` writes it there, then run this command again. Or bring demos instead: "
+        "--data.demo_path FILE.npz (an existing demo file), or --data.demo_expert null --data.demo_minari DATASET "
+        '(a local Minari dataset; pip install -e ".[minari]")'
+    )
 
 
 class ScriptedLunarLander(TensorDictModuleBase):
@@ -136,19 +159,24 @@ def is_checkpoint(expert: str) -> bool:
     return expert.endswith(".ckpt")
 
 
-def load_learner(checkpoint: str | Path) -> tuple[OffPolicyLearner, str]:
-    """The learner saved in a sqil_lightning checkpoint, on the CPU, and the env id it trained on."""
+def load_learner(checkpoint: str | Path, env_id: str | None = None) -> tuple[OffPolicyLearner, str]:
+    """The learner saved in a sqil_lightning checkpoint, on the CPU, and the env id it trained on.
+
+    The file is read with ``weights_only=True`` (`read_checkpoint`): it never runs code.
+    ``env_id``, the task the expert is wanted for, tailors the error when the file is missing.
+    """
     path = Path(checkpoint)
     if not path.is_file():
-        raise DemoFileNotFoundError(f"expert checkpoint {path} does not exist; {TRAIN_EXPERT_HINT}")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+        raise DemoFileNotFoundError(f"expert checkpoint {path} does not exist; {train_expert_hint(env_id)}")
+    saved = read_checkpoint(path, role="expert checkpoint")
     class_path = saved.get("sqil_learner_class")
     env_id = saved.get("datamodule_hyper_parameters", {}).get("env_id")
     if class_path is None or env_id is None:
         raise DemoError(f"{path} is not a sqil_lightning checkpoint (it names no learner class or env id)")
-    module_name, class_name = class_path.rsplit(".", 1)
-    learner_class = getattr(importlib.import_module(module_name), class_name)
-    learner = learner_class.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+    learner_class = learner_classes().get(class_path)
+    if learner_class is None:
+        raise DemoError(f"{path} names the learner class {class_path!r}, which is not one of sqil_lightning's {sorted(learner_classes())}")
+    learner = learner_class.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     return learner.eval(), env_id
 
 
@@ -170,7 +198,7 @@ def record_checkpoint_demos(
     pipeline the demos are observed through (the checkpoint's own, for an image expert);
     ``success_only`` keeps only episodes that end in success (`record_demos`).
     """
-    learner, env_id = load_learner(checkpoint)
+    learner, env_id = load_learner(checkpoint, expected_env_id)
     if expected_env_id is not None and env_id != expected_env_id:
         raise ConfigError(f"expert checkpoint {checkpoint} was trained on {env_id}, not data.env_id = {expected_env_id!r}")
     policy = learner.policy(deterministic=deterministic)

@@ -211,3 +211,15 @@ class OffPolicyLearner(LightningModule):
     def _logging_step(self) -> bool:
         # Logging costs host syncs; do it only on the steps Lightning writes to its logger.
         return (self.global_step + 1) % self.trainer.log_every_n_steps == 0
+
+
+def learner_classes() -> dict[str, type[OffPolicyLearner]]:
+    """Every learner class by ``module.QualName``: the project's and any subclass the running
+    program has defined. Names read from files (a checkpoint's ``sqil_learner_class``) are looked
+    up here, so a file never makes us import a module it names."""
+    found, todo = {}, [OffPolicyLearner]
+    while todo:
+        cls = todo.pop()
+        found[f"{cls.__module__}.{cls.__qualname__}"] = cls
+        todo.extend(cls.__subclasses__())
+    return found

@@ -11,6 +11,7 @@ rows keep the env's reward and every batch is drawn from them alone.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from typing import Iterator
 
@@ -96,6 +97,21 @@ def online_storage(capacity: int, observation_bytes: int) -> LazyTensorStorage:
 def make_online_buffer(capacity: int, observation_bytes: int) -> ReplayBuffer:
     """The replay of plain RL (reward source ``env``): the agent's rows only, oldest evicted first."""
     return ReplayBuffer(storage=online_storage(capacity, observation_bytes), sampler=RandomSampler())
+
+
+def check_batch_split(batch_size: int, demo_fraction: float) -> None:
+    """Every batch must hold at least one demo row and one agent row: TorchRL draws
+    ``round(demo_fraction * batch_size)`` demo rows, and a split that rounds to none of either
+    would train without demos (or without the agent's experience) and say nothing."""
+    demo_rows = round(demo_fraction * batch_size)
+    if 0 < demo_rows < batch_size:
+        return
+    smallest = next(size for size in itertools.count(1) if 0 < round(demo_fraction * size) < size)
+    raise ConfigError(
+        f"data.batch_size = {batch_size} with data.demo_fraction = {demo_fraction} gives {demo_rows} demo rows and "
+        f"{batch_size - demo_rows} agent rows per batch; each batch needs at least one of each: raise data.batch_size "
+        f"to at least {smallest} or move data.demo_fraction toward 0.5"
+    )
 
 
 def make_sqil_buffer(

@@ -38,12 +38,12 @@ class ShiftedStarts(gym.Wrapper):
 
 def _band(name: str, value: float | tuple[float, float], upper: float, unit: str) -> tuple[float, float]:
     """A [low, high] magnitude range from ``value`` (a number t means [0, t]), checked against ``upper``."""
-    low, high = (0.0, value) if isinstance(value, (int, float)) else value
-    if not 0 <= low <= high < upper:
+    pair = (0.0, value) if isinstance(value, (int, float)) else tuple(value)
+    if len(pair) != 2 or not 0 <= pair[0] <= pair[1] < upper:
         raise ConfigError(
             f"LunarLanderOffset {name} = {value} is invalid; give {unit} t in [0, {upper:g}) or [low, high] with 0 <= low <= high < {upper:g}"
         )
-    return float(low), float(high)
+    return float(pair[0]), float(pair[1])
 
 
 class LunarLanderOffset:

@@ -32,7 +32,8 @@ class WandbSettings:
     Args:
         mode: ``auto`` (default): ``$WANDB_MODE`` if set, else online after `wandb login` (or with
             ``WANDB_API_KEY``) and offline otherwise, so no account is ever needed; ``online``,
-            ``offline`` or ``disabled`` (no W&B logger at all).
+            ``offline`` or ``disabled`` (no W&B logger at all). ``validate`` and ``test`` start no
+            W&B run with ``auto``; name ``online`` or ``offline`` for one.
         project: W&B project.
         name: the run's display name; default: the name of ``trainer.logger``.
         save_dir: where offline runs are kept (``<save_dir>/wandb/offline-run-*``, upload them
@@ -74,6 +75,9 @@ class WandbSettings:
         mode = self.resolved_mode()
         if mode == "disabled":
             return None
+        # W&B looks for the code's git repository from save_dir when the run starts, before it
+        # creates that folder: a missing one warns ("git root … does not exist") and loses the commit.
+        os.makedirs(self.save_dir, exist_ok=True)
         return WandbLogger(
             project=self.project,
             name=self.name or default_name,

@@ -28,7 +28,7 @@ from sqil_lightning.demos import DemoSet
 from sqil_lightning.envs import make_env, make_gym_env
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.pixels import PixelPipeline
-from sqil_lightning.replay_snapshot import load_snapshot, snapshot_dir
+from sqil_lightning.replay_snapshot import checkpoint_snapshot, load_snapshot
 from sqil_lightning.start_states import LunarLanderOffset
 
 from fit_process import FitProcess
@@ -283,11 +283,11 @@ def _load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def _snapshot(checkpoint: dict):
+def _snapshot(checkpoint_path: Path):
     """The online rows a checkpoint's replay snapshot holds, and the episode it saved."""
-    state = checkpoint["SQILDataModule"]
+    state = _load(checkpoint_path)["SQILDataModule"]
     buffer = ReplayBuffer(storage=LazyTensorStorage(100_000), sampler=RandomSampler())
-    position = load_snapshot(buffer, snapshot_dir(Path(state["replay_root"]), state["replay_step"], 0))
+    position = load_snapshot(buffer, checkpoint_snapshot(checkpoint_path, state, 0))
     return buffer.storage.get(torch.arange(len(buffer))), position.episode
 
 
@@ -308,7 +308,7 @@ def test_sigterm_saves_an_async_run_and_leaves_no_worker(sigterm_run):
     step, env_steps = checkpoint["global_step"], checkpoint["SQILDataModule"]["env_steps"]
     assert step >= CHECKPOINT_EVERY
     assert env_steps == INITIAL_FRAMES + ROLLOUT_FRAMES * (step // ROLLOUT_EVERY)
-    rows, episode = _snapshot(checkpoint)
+    rows, episode = _snapshot(sigterm_run["checkpoints"] / "last.ckpt")
     assert len(rows) == env_steps  # every row the learner took, none of the batch the worker held
     assert episode is None  # the env lives in the worker: a resumed async run starts a fresh episode
 
@@ -333,8 +333,8 @@ def test_resumed_async_run_keeps_every_replay_row_and_counter(sigterm_run, resum
     rollouts = resumed_run["max_steps"] // ROLLOUT_EVERY - interrupted["global_step"] // ROLLOUT_EVERY
     env_steps = interrupted["SQILDataModule"]["env_steps"] + ROLLOUT_FRAMES * rollouts  # no second warm-up
     assert final["SQILDataModule"]["env_steps"] == env_steps
-    before, _ = _snapshot(interrupted)
-    after, _ = _snapshot(final)
+    before, _ = _snapshot(sigterm_run["checkpoints"] / "last.ckpt")
+    after, _ = _snapshot(resumed_run["log_dir"] / "checkpoints" / "last.ckpt")
     assert len(after) == env_steps
     assert (after[: len(before)] == before).all()  # the restored rows, then the resumed run's own
     assert resumed_run["left"] == {}

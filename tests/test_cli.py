@@ -157,9 +157,32 @@ def test_fit_writes_result_json_with_the_final_evaluation(fit_run):
     # initial_frames 200, then rollout_frames 4 every rollout.every_n_steps 4 of 300 steps.
     assert result["env_steps"] == 200 + (300 // 4) * 4
     greedy = result["greedy"]
-    assert greedy["episodes"] == 2
-    assert len(greedy["per_episode"]["returns"]) == 2
-    assert greedy["success_rate"] is not None and 0.0 <= greedy["success_rate"] <= 1.0
+    episodes = greedy["per_episode"]
+    assert greedy["episodes"] == 2 and greedy["seed"] == episodes["seed"] == 1_000_000  # data.eval_seed
+    assert len(episodes["returns"]) == len(episodes["lengths"]) == len(episodes["successes"]) == 2
+    # The summary is the per-episode outcomes' mean, not a stale or partial one.
+    assert greedy["mean_return"] == pytest.approx(sum(episodes["returns"]) / 2)
+    assert greedy["std_return"] == pytest.approx(abs(episodes["returns"][0] - episodes["returns"][1]) / 2)
+    assert greedy["mean_length"] == pytest.approx(sum(episodes["lengths"]) / 2)
+    assert greedy["success_rate"] == pytest.approx(sum(episodes["successes"]) / 2)
+    # And those outcomes are the final greedy policy's (last.ckpt's Q network) on episodes seeded
+    # eval_seed + i, replayed here straight on gymnasium: return, length and success match.
+    from sqil_lightning.envs import make_gym_env  # the task's env with its success signal
+
+    module = SoftQSQIL.load_from_checkpoint(fit_run["log_dir"] / "checkpoints" / "last.ckpt", map_location="cpu")
+    env = make_gym_env("LunarLander-v3")
+    for i in range(2):
+        obs, _ = env.reset(seed=greedy["seed"] + i)
+        episode_return, length, done = 0.0, 0, False
+        while not done:
+            with torch.no_grad():
+                action = int(module.q_network(torch.as_tensor(obs, dtype=torch.float32)).argmax())
+            obs, reward, terminated, truncated, info = env.step(action)
+            episode_return, length, done = episode_return + reward, length + 1, terminated or truncated
+        assert episodes["lengths"][i] == length
+        assert episodes["returns"][i] == pytest.approx(episode_return, rel=1e-4, abs=1e-3)
+        assert episodes["successes"][i] == bool(info["success"])
+    env.close()
 
 
 def test_fit_prints_where_the_checkpoint_and_result_are(fit_run):

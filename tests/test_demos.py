@@ -167,7 +167,15 @@ def test_non_bool_terminated_and_integer_observations_are_rejected(make_demo_arr
 
 
 def test_matching_discrete_demos_pass_the_spec_check(make_demo_arrays):
-    DemoSet(**make_demo_arrays()).check_against(DISCRETE, "X-v0")
+    # Demos using every action, the edges 0 and n - 1 included, pass for an env with n actions;
+    # the same demos fail for n - 1 actions, so the check neither rejects the top action (off by
+    # one) nor accepts everything.
+    arrays = make_demo_arrays()
+    arrays["actions"] = np.array([0, 1, 2, 3, 3, 2, 0], dtype=np.int64)
+    demos = DemoSet(**arrays)
+    assert demos.check_against(DISCRETE, "X-v0") is None
+    with pytest.raises(DemoSpecMismatchError, match=r"\[0, 3\].*0\.\.2"):
+        demos.check_against(EnvSpaces(observation_shape=(8,), num_actions=3), "X-v0")
 
 
 def test_wrong_observation_shape_is_a_spec_mismatch(make_demo_arrays):
@@ -201,7 +209,20 @@ BOX = EnvSpaces(observation_shape=(8,), action_shape=(2,), action_low=np.array([
 
 
 def test_continuous_actions_inside_bounds_pass(make_demo_arrays):
-    _continuous_demos(make_demo_arrays, np.full((7, 2), 0.99)).check_against(BOX, "Box-v0")
+    # Actions on each dimension's own bounds pass, including a float32 action that rounds a hair
+    # past its float64 bound (0.1 is 0.10000000149 in float32, as recorded demos store it); an
+    # action a visible step past a bound is refused. A strict comparison, a check without the
+    # rounding tolerance or one that mixes up the dimensions' bounds fails here.
+    box = EnvSpaces(observation_shape=(8,), action_shape=(2,), action_low=np.array([-2.0, -0.5]), action_high=np.array([2.0, 0.1]))
+    actions = np.array([[-2.0, -0.5], [2.0, 0.1], [0.0, 0.0], [-2.0, 0.1], [2.0, -0.5], [1.0, 0.05], [-1.0, -0.25]])
+    demos = _continuous_demos(make_demo_arrays, actions)
+    assert demos.actions.dtype == np.float32 and demos.actions[1, 1] > box.action_high[1]
+    assert demos.check_against(box, "Box-v0") is None
+    for row, column, past in [(1, 1, 0.1 + 1e-3), (0, 1, -0.5 - 1e-3), (1, 0, 2.0 + 1e-3), (0, 0, -2.0 - 1e-3)]:
+        outside = actions.copy()
+        outside[row, column] = past
+        with pytest.raises(DemoSpecMismatchError, match="bounds"):
+            _continuous_demos(make_demo_arrays, outside).check_against(box, "Box-v0")
 
 
 @pytest.mark.parametrize("value", [1.5, -1.01])

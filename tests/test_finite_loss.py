@@ -69,7 +69,7 @@ def test_diverging_fit_exits_1_with_one_line_and_a_finite_checkpoint(tmp_path, m
 
 
 def _fake_trainer(tmp_path: Path, global_step: int) -> SimpleNamespace:
-    def save_checkpoint(path) -> None:
+    def save_checkpoint(path, weights_only=None) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(b"x")
 

@@ -73,10 +73,19 @@ def test_eq15_and_eq18_gradients_differ_when_gamma_below_one():
 
 
 def test_gradient_equivalence_needs_zero_value_at_the_terminal_demo_state():
-    # If the last demo transition bootstrapped through V(s_T) the identity breaks by α ∇V(s_T):
-    # the test therefore also checks that soft_bellman_target really zeroes V(s') on termination.
+    # The V terms telescope down to α ∇V(s_T), which only V(s_T) = 0 at the demo's terminal state
+    # removes: with the terminated row the gradients agree; bootstrapping through s_T (the same
+    # rollout without its termination) leaves exactly α ∇V(s_T) between them. A
+    # soft_bellman_target that does not zero V(s') on termination fails the first assertion.
     net, demo, samp = _setup()
+    assert demo["terminated"][-1].item() and not demo["terminated"][:-1].any()
+    g15 = _grad(_eq15_loss(net, demo, samp, gamma=1.0), net)
+    g18 = _grad(_eq18_loss(net, demo, samp, gamma=1.0), net)
+    torch.testing.assert_close(g18 - g15, torch.zeros_like(g15), rtol=0, atol=1e-10)
+
     demo_no_terminal = {**demo, "terminated": torch.zeros_like(demo["terminated"])}
     g15 = _grad(_eq15_loss(net, demo_no_terminal, samp, gamma=1.0), net)
     g18 = _grad(_eq18_loss(net, demo_no_terminal, samp, gamma=1.0), net)
-    assert (g15 - g18).abs().max() > 1e-3
+    terminal_value_grad = _grad(ALPHA * soft_value(net(demo["s_next"][-1:]), ALPHA).sum(), net)
+    assert terminal_value_grad.abs().max() > 1e-3
+    torch.testing.assert_close(g18 - g15, terminal_value_grad, rtol=1e-9, atol=1e-10)

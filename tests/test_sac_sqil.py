@@ -8,6 +8,8 @@ import itertools
 import pytest
 import torch
 from tensordict import TensorDict
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.objectives.sac import compute_rsample_log_prob
 
 from sqil_lightning import SACSQIL, SoftQSQIL
 from sqil_lightning.errors import ConfigError
@@ -32,13 +34,22 @@ def _model(seed: int = 0, **hparams) -> SACSQIL:
     return model
 
 
-def _transitions(n: int, env_reward: float, seed: int, terminal_every: int | None = None, actions=None) -> TensorDict:
-    """Random Pendulum-shaped transitions paying ``env_reward`` (which SQIL must overwrite)."""
+def _transitions(
+    n: int, env_reward: float, seed: int, terminal_every: int | None = None, actions=None, truncated_every: int | None = None
+) -> TensorDict:
+    """Random Pendulum-shaped transitions paying ``env_reward`` (which SQIL must overwrite).
+
+    Rows ``terminal_every - 1``, ``2 * terminal_every - 1`` … end in a true termination; rows 0,
+    ``truncated_every`` … that do not are cut by the time limit (truncated, not terminated).
+    """
     gen = torch.Generator().manual_seed(seed)
     terminated = torch.zeros(n, 1, dtype=torch.bool)
     if terminal_every:
         terminated[terminal_every - 1 :: terminal_every] = True
     truncated = torch.zeros(n, 1, dtype=torch.bool)
+    if truncated_every:
+        truncated[::truncated_every] = True
+        truncated &= ~terminated
     if actions is None:
         actions = torch.rand(n, 1, generator=gen) * 4 - 2
     return TensorDict(
@@ -58,9 +69,15 @@ def _transitions(n: int, env_reward: float, seed: int, terminal_every: int | Non
 
 
 def _batch(demo_reward: float = 1.0, absorbing: bool = False, n_demo: int = 8, n_online: int = 8) -> TensorDict:
-    """A balanced batch by hand: demo rows first (relabelled to r), then the agent's rows (relabelled to 0)."""
-    demos = relabel_demo_rewards(_transitions(n_demo, -5.0, seed=1, terminal_every=2), demo_reward, GAMMA, absorbing)
-    online = relabel_online_rewards(_transitions(n_online, -5.0, seed=2, terminal_every=2))
+    """A balanced batch by hand: demo rows first (relabelled to r), then the agent's rows (relabelled to 0).
+
+    Each partition holds the three ways a transition can end: terminated (odd rows), cut by the
+    time limit (rows 0, 4: how every Pendulum and MuJoCo episode ends) and not at all (rows 2, 6).
+    """
+    demos = relabel_demo_rewards(
+        _transitions(n_demo, -5.0, seed=1, terminal_every=2, truncated_every=4), demo_reward, GAMMA, absorbing
+    )
+    online = relabel_online_rewards(_transitions(n_online, -5.0, seed=2, terminal_every=2, truncated_every=4))
     return torch.cat([demos, online])
 
 
@@ -78,6 +95,44 @@ def _q_values(model: SACSQIL, batch: TensorDict) -> torch.Tensor:
         with params.to_module(loss.qvalue_network):
             values.append(loss.qvalue_network(batch.select("observation", "action").clone())["state_action_value"].squeeze(-1))
     return torch.stack(values)
+
+
+def _critic_targets(model: SACSQIL, batch: TensorDict, seed: int = 123, critic_params=None) -> torch.Tensor:
+    """SAC's soft Bellman target y = r + γ · (1 - terminated) · V̄(s'), computed by hand, shape [B].
+
+    V̄(s') = min_j Q̄_j(s', a') - α log π(a'|s'), a' ~ π(·|s'), with the target critics' parameters
+    (or ``critic_params``). Seeded as `_loss_pieces`: SACLoss draws a' first, so the draws match.
+    """
+    loss = model.sac_loss
+    critic_params = loss.target_qvalue_network_params if critic_params is None else critic_params
+    torch.manual_seed(seed)
+    with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
+        next_state = batch["next"].select("observation").clone()
+        next_action, log_prob = compute_rsample_log_prob(model.actor.get_dist(next_state))
+        next_state["action"] = next_action
+        q_next = []
+        for params in critic_params.unbind(0):
+            with params.to_module(loss.qvalue_network):
+                q_next.append(loss.qvalue_network(next_state.clone())["state_action_value"].squeeze(-1))
+        next_value = (torch.stack(q_next) - loss.log_alpha.exp() * log_prob).min(0).values
+    reward = batch["next", "reward"].squeeze(-1)
+    terminated = batch["next", "terminated"].squeeze(-1)
+    return reward + GAMMA * (~terminated).float() * next_value
+
+
+def _update(model: SACSQIL, optimizer: torch.optim.Optimizer, seed: int) -> None:
+    """One gradient update on `_batch` followed by the target update, as `training_step` makes it."""
+    torch.manual_seed(seed)
+    loss = model.losses(_batch())["loss"]
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    model.update_target()
+
+
+def _params(params) -> dict:
+    """A detached copy of a (stacked) parameter TensorDict, by key."""
+    return {key: value.detach().clone() for key, value in params.items(True, True)}
 
 
 # --- the replay feeding the loss -------------------------------------------------------------------
@@ -125,6 +180,72 @@ def test_absorbing_demo_reward_reaches_the_critic_target_of_terminal_demo_rows()
     loss = _loss_pieces(model, batch)["loss_qvalue"].detach()
     q = _q_values(model, batch).detach()
     torch.testing.assert_close(loss[rows], (q - demo_reward / (1 - GAMMA)).pow(2).sum(0)[rows])
+
+
+def test_critic_target_bootstraps_through_a_time_limit_truncation():
+    # Pendulum and MuJoCo episodes end only by truncation: the state after the cut still has a
+    # future, so its target is r + γ V̄(s'), and only a true termination drops V̄(s'). Treating
+    # `truncated` (or `done`) as terminal would turn every time limit into a fake death.
+    model = _model()
+    batch = _batch(demo_reward=1.0)
+    truncated = batch["next", "truncated"].squeeze(-1)
+    terminated = batch["next", "terminated"].squeeze(-1)
+    assert truncated.any() and not (truncated & terminated).any() and (~truncated & ~terminated).any()
+    loss = _loss_pieces(model, batch)["loss_qvalue"].detach()
+    q = _q_values(model, batch).detach()
+    target = _critic_targets(model, batch)
+    expected = (q - target).pow(2).sum(0)
+    torch.testing.assert_close(loss, expected)
+    # The learner's own critic loss (what training minimises) is built on the same targets.
+    torch.manual_seed(123)
+    critic_loss = model.losses(batch.clone())["loss_critic"]
+    torch.testing.assert_close(critic_loss, sqil_loss(expected, batch["is_demo"], model.hparams.lambda_samp))
+    # And the bootstrap matters there: a terminal target (the reward alone) is a different loss.
+    reward = batch["next", "reward"].squeeze(-1)
+    terminal_loss = (q - reward).pow(2).sum(0)
+    assert ((loss - terminal_loss).abs()[truncated] > 1e-3).all()
+
+
+# --- the target critics --------------------------------------------------------------------------------
+
+
+def test_target_critics_follow_the_online_critics_by_polyak_averaging_after_each_update():
+    # θ̄ ← (1 - τ) θ̄ + τ θ after every gradient update: the targets start as copies of the critics,
+    # then lag them. Targets equal to the critics (τ = 1, no target networks) or moving at the
+    # wrong rate (τ and 1 - τ swapped) break the rule.
+    tau = 0.05
+    model = _model(target_tau=tau, critic_lr=1e-2)
+    loss = model.sac_loss
+    online, target = _params(loss.qvalue_network_params), _params(loss.target_qvalue_network_params)
+    assert online.keys() == target.keys()
+    for key in online:
+        torch.testing.assert_close(target[key], online[key], rtol=0, atol=0)
+    optimizer = model.configure_optimizers()
+    for step in range(3):
+        previous_target = _params(loss.target_qvalue_network_params)
+        _update(model, optimizer, seed=step)
+        online, target = _params(loss.qvalue_network_params), _params(loss.target_qvalue_network_params)
+        for key in online:
+            torch.testing.assert_close(target[key], (1 - tau) * previous_target[key] + tau * online[key])
+    lag = max((online[key] - target[key]).abs().max().item() for key in online)
+    assert lag > 1e-3
+
+
+def test_critic_target_is_computed_with_the_target_critics_not_the_online_ones():
+    # After a few updates the targets lag the critics; the soft Bellman target must read the
+    # lagging copies (what stabilises SAC), not the critics being trained.
+    model = _model(target_tau=0.05, critic_lr=1e-2)
+    optimizer = model.configure_optimizers()
+    for step in range(5):
+        _update(model, optimizer, seed=step)
+    batch = _batch()
+    loss = _loss_pieces(model, batch)["loss_qvalue"].detach()
+    q = _q_values(model, batch).detach()
+    with_targets = (q - _critic_targets(model, batch)).pow(2).sum(0)
+    with_online = (q - _critic_targets(model, batch, critic_params=model.sac_loss.qvalue_network_params.detach())).pow(2).sum(0)
+    torch.testing.assert_close(loss, with_targets)
+    bootstrapped = ~batch["next", "terminated"].squeeze(-1)
+    assert (loss - with_online).abs()[bootstrapped].max() > 1e-3
 
 
 def test_changing_the_demo_reward_changes_the_critic_loss_of_demo_rows_only():

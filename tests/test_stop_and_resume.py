@@ -31,7 +31,8 @@ from torchrl.data import LazyTensorStorage, RandomSampler, ReplayBuffer
 
 from sqil_lightning.checkpoint_io import AtomicCheckpointIO
 from sqil_lightning.cli import lightning_main
-from sqil_lightning.replay_snapshot import load_snapshot, snapshot_dir
+from sqil_lightning.errors import WriteFault
+from sqil_lightning.replay_snapshot import checkpoint_snapshot, load_snapshot
 
 from fit_process import FitProcess
 
@@ -87,11 +88,11 @@ def _env_steps_after(env_steps_at_resume: int, resumed_at: int, step: int) -> in
     return env_steps_at_resume + ROLLOUT_FRAMES * rollouts
 
 
-def _replay_rows(checkpoint: dict):
+def _replay_rows(checkpoint_path: Path):
     """The rows of the online partition snapshot that a checkpoint refers to (rank 0)."""
-    state = checkpoint["SQILDataModule"]
+    state = _load(checkpoint_path)["SQILDataModule"]
     buffer = ReplayBuffer(storage=LazyTensorStorage(100_000), sampler=RandomSampler())
-    load_snapshot(buffer, snapshot_dir(Path(state["replay_root"]), state["replay_step"], 0))
+    load_snapshot(buffer, checkpoint_snapshot(checkpoint_path, state, 0))
     return buffer.storage.get(torch.arange(len(buffer)))
 
 
@@ -207,7 +208,7 @@ def test_interrupted_and_resumed_run_ends_identical_to_an_uninterrupted_one(sigt
             assert torch.equal(resumed_adam[index][key], value), (index, key)
     assert resumed["SQILDataModule"]["env_steps"] == reference["SQILDataModule"]["env_steps"]
     # The agent's experience is the same row for row: the env continued the interrupted episode.
-    assert (_replay_rows(resumed) == _replay_rows(reference)).all()
+    assert (_replay_rows(resumed_run["log_dir"] / "checkpoints" / "last.ckpt") == _replay_rows(uninterrupted_run["checkpoints"] / "last.ckpt")).all()
     # The interrupted episode's logged return counts its steps on both sides of the interruption
     # (summed in another order, hence approx).
     assert resumed["SQILDataModule"]["recent_returns"] == pytest.approx(reference["SQILDataModule"]["recent_returns"], rel=1e-5)
@@ -217,20 +218,20 @@ def test_replay_continues_across_the_resume(sigterm_run, resumed_run):
     # The interrupted run's snapshot holds every row it collected; the resumed run adds its rollouts
     # to those rows (restored, not collected again), so rows == env_steps at both checkpoints.
     interrupted = _load(sigterm_run["checkpoints"] / "last.ckpt")
-    assert len(_replay_rows(interrupted)) == interrupted["SQILDataModule"]["env_steps"]
+    assert len(_replay_rows(sigterm_run["checkpoints"] / "last.ckpt")) == interrupted["SQILDataModule"]["env_steps"]
     final = _load(resumed_run["log_dir"] / "checkpoints" / "last.ckpt")
-    assert len(_replay_rows(final)) == final["SQILDataModule"]["env_steps"]
+    assert len(_replay_rows(resumed_run["log_dir"] / "checkpoints" / "last.ckpt")) == final["SQILDataModule"]["env_steps"]
 
 
 def test_a_moved_run_folder_still_resumes_with_its_replay(sigterm_run):
-    # The checkpoint records where its replay snapshot was written; a resumed run looks beside the
-    # checkpoint file first, so a run folder copied elsewhere (another disk, a renamed study) works.
+    # A resumed run finds the replay snapshot beside the checkpoint file, so a run folder copied
+    # elsewhere (another disk, a renamed study) works without the folder it was written in.
     tmp_path, step = sigterm_run["tmp_path"], sigterm_run["step"]
     moved = tmp_path / "moved"
     shutil.copytree(tmp_path / "logs" / "fast" / "version_0", moved)
     command = _fit_command(tmp_path / "moved_run", "--trainer.max_steps", str(step + 8), "--ckpt_path", str(moved / "checkpoints" / "last.ckpt"))
     (tmp_path / "moved_run").mkdir()
-    # The path the checkpoint recorded must not be what is found: hide it while the run restores.
+    # The folder the snapshot was written in must not be what is found: hide it while the run restores.
     original = sigterm_run["checkpoints"] / "replay"
     original.rename(original.with_name("replay.hidden"))
     try:
@@ -239,10 +240,10 @@ def test_a_moved_run_folder_still_resumes_with_its_replay(sigterm_run):
             run.fail("the run resumed from the moved folder failed")
     finally:
         original.with_name("replay.hidden").rename(original)
-    final = _load(tmp_path / "moved_run" / "logs" / "fast" / "version_0" / "checkpoints" / "last.ckpt")
-    interrupted = _load(moved / "checkpoints" / "last.ckpt")
+    final_path = tmp_path / "moved_run" / "logs" / "fast" / "version_0" / "checkpoints" / "last.ckpt"
+    final, interrupted = _load(final_path), _load(moved / "checkpoints" / "last.ckpt")
     assert final["global_step"] == step + 8
-    assert len(_replay_rows(final)) == final["SQILDataModule"]["env_steps"] > interrupted["SQILDataModule"]["env_steps"]
+    assert len(_replay_rows(final_path)) == final["SQILDataModule"]["env_steps"] > interrupted["SQILDataModule"]["env_steps"]
 
 
 # --- Ctrl+C ---------------------------------------------------------------------------------------------------
@@ -329,7 +330,8 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(checkpoint_io, 
         raise OSError(errno.ENOSPC, "No space left on device (injected)")
 
     monkeypatch.setattr(torch, "save", save_half_then_fail)
-    with pytest.raises(OSError, match="injected"):
+    # The disk's failure becomes one line naming the file and the cause (the CLI prints it).
+    with pytest.raises(WriteFault, match=rf"could not write checkpoint {re.escape(str(path))}: no space left"):
         checkpoint_io.save_checkpoint(_checkpoint(2), path)
     monkeypatch.undo()
     assert crashed, "the checkpoint was not written through torch.save; update the crash injection"

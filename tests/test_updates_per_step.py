@@ -81,7 +81,7 @@ def test_a_checkpoint_from_automatic_optimisation_resumes_at_its_step(tmp_path, 
     for counter in ("total", "current"):
         automatic[counter].update(manual[counter])
         manual[counter].update(ready=0, completed=0)
-    old_style = tmp_path / "old_style.ckpt"
+    old_style = path.with_name("old_style.ckpt")  # beside its replay snapshot, where a resume looks
     torch.save(checkpoint, old_style)
     resumed = _fit(tmp_path, lunarlander_demo_file, "resumed", "--trainer.max_steps", "160", "--ckpt_path", str(old_style))
     assert resumed["global_step"] == 160
