@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -161,6 +162,8 @@ class Evaluation(Callback):
         csv_file = Path(logger.log_dir or "") / "metrics.csv" if isinstance(logger, CSVLogger) else None
         if csv_file is not None and csv_file.exists():
             return str(csv_file)
+        if isinstance(logger, WandbLogger):  # the run's own folder (its `files/` sit inside)
+            return f"W&B {os.path.relpath(Path(logger.experiment.dir).parent)}"
         return f"{type(logger).__name__} in {logger.save_dir}"
 
     def _write_result(self, trainer: Trainer, log_dir: Path, results: dict[str, EvalResult], train_seconds: float) -> None:

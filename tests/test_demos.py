@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
@@ -334,3 +336,44 @@ def test_success_only_demos_get_their_own_default_file():
     success = SQILDataModule(demo_expert="lunarlander_scripted", demo_success_only=True).resolved_demo_path
     assert plain.name == "LunarLander-v3_lunarlander_scripted_100ep_seed0.npz"
     assert success.name == "LunarLander-v3_lunarlander_scripted_100ep_success_seed0.npz"
+
+
+# --- files crafted to hurt: zip bombs ---------------------------------------------------------------------------
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_inflated(tmp_path, make_demo_arrays):
+    from test_bad_inputs import write_zip_bomb
+
+    path = tmp_path / "bomb.npz"
+    write_zip_bomb(path, make_demo_arrays(), inflated_bytes=64 * 2**20)
+    assert path.stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        with pytest.raises(DemoFormatError, match="key 'actions' has shape"):
+            DemoSet.load(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20, f"{peak / 2**20:.1f} MiB allocated: the 64 MiB entry was inflated before the check"
+
+
+def test_an_entry_whose_declared_size_disagrees_with_its_header_is_refused(tmp_path, make_demo_arrays):
+    arrays = make_demo_arrays()
+    path = tmp_path / "d.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        for key, value in {**arrays, "metadata": np.array('{"format_version": 1}')}.items():
+            with archive.open(f"{key}.npy", "w") as member:
+                if key == "observations":  # a header for all 7 rows, then the bytes of 3
+                    np.lib.format.write_array_header_1_0(member, np.lib.format.header_data_from_array_1_0(value))
+                    member.write(value[:3].tobytes())
+                else:
+                    np.lib.format.write_array(member, value)
+    with pytest.raises(DemoFormatError, match=r"entry 'observations.npy' declares \d+ bytes but its header .* needs"):
+        DemoSet.load(path)
+
+
+def test_demos_larger_than_the_free_memory_are_refused_unread(tmp_path, make_demo_arrays, monkeypatch):
+    path = DemoSet(**make_demo_arrays(), metadata={}).save(tmp_path / "d.npz")
+    monkeypatch.setattr("sqil_lightning.demos._available_memory", lambda: 100)
+    with pytest.raises(DemoFormatError, match=r"inflates to .* GiB but only .* GiB of memory is available"):
+        DemoSet.load(path)

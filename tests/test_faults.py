@@ -213,7 +213,8 @@ def _mount_tmpfs(folder: Path, options: str) -> bool:
 
 
 def _unmount(folder: Path) -> None:
-    subprocess.run(["umount", str(folder)], capture_output=True)
+    # Lazily: this process may still hold a file there (a memory map not yet collected).
+    subprocess.run(["umount", "--lazy", str(folder)], check=True, capture_output=True)
 
 
 def test_a_full_disk_ends_with_one_line_and_the_previous_checkpoint_resumes_bit_identically(tmp_path, capsys, monkeypatch):
