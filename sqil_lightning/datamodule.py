@@ -89,7 +89,7 @@ class SQILDataModule(LightningDataModule):
             has ``demo_episodes``; a failed demo would be rewarded like a good one.
         demo_reward: the constant reward r of demo transitions (paper Algorithm 1).
         absorbing_reward: give demo transitions into a terminal state r/(1-γ) (paper sec. 3.3).
-        gamma: discount, linked from ``model.gamma`` (the absorbing reward needs it).
+        gamma: discount, linked from ``model.gamma`` (the absorbing reward and ``n_step`` windows need it).
         demo_fraction: exact fraction of demo rows in every batch (paper: balanced, 0.5).
         batch_size: transitions per gradient step.
         online_capacity: size of the online partition; the oldest agent transitions go first.
@@ -101,6 +101,10 @@ class SQILDataModule(LightningDataModule):
             paid once for all of them. Keep ``rollout.every_n_steps`` a multiple of it (rollouts
             then fall between the same updates as with 1); ``trainer.max_steps`` and
             ``checkpoint.every_n_train_steps`` must be multiples of it.
+        n_step: rows per multi-step window of the soft Bellman target (`sqil_lightning.n_step`):
+            Σ_{i<k} γ^i r_{t+i} + γ^k V(s_{t+k}), the window cut at an episode's end (k ≤ n_step),
+            the same rule for demo and agent rows; 1 is the paper's one-step backup. Not with
+            frame-stacked pixels.
         seed: seed of the training env.
         eval_seed: evaluation episode i starts from ``reset(seed=eval_seed + i)``, apart from the
             demo seeds, so the agent is tested on start states the demos never began at.
@@ -140,6 +144,7 @@ class SQILDataModule(LightningDataModule):
         rollout_frames: int = 4,
         sample_chunk: int = 32,
         updates_per_step: int = 1,
+        n_step: int = 1,
         seed: int = 0,
         eval_seed: int = 1_000_000,
         eval_episodes: int = 100,
@@ -150,6 +155,8 @@ class SQILDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         self.pixels = PixelPipeline.from_config(pixels)
+        if n_step > 1 and self.pixels is not None and self.pixels.frame_stack > 1:
+            raise ConfigError(f"data.n_step = {n_step} needs one frame a row; it does not work with data.pixels.frame_stack > 1")
         self.spaces = env_spaces(env_id, self.pixels)
         self.start_shift = build_start_shift(start_shift)
         if rollout_policy not in ROLLOUT_POLICIES:
@@ -166,6 +173,7 @@ class SQILDataModule(LightningDataModule):
             ("rollout_frames", rollout_frames),
             ("sample_chunk", sample_chunk),
             ("updates_per_step", updates_per_step),
+            ("n_step", n_step),
             ("eval_episodes", eval_episodes),
         ):
             if value < 1:
@@ -321,7 +329,9 @@ class SQILDataModule(LightningDataModule):
             # Image frames are stored as uint8 (1 byte each), vector observations as float32.
             observation_bytes = int(np.prod(self.observation_shape)) * (1 if self.pixels is not None else 4) // stack
             self.buffer = make_online_buffer(hp.online_capacity, observation_bytes)
-        self._batches = BalancedBatches(self.buffer, hp.batch_size, hp.sample_chunk, self._frames, hp.updates_per_step)
+        self._batches = BalancedBatches(
+            self.buffer, hp.batch_size, hp.sample_chunk, self._frames, hp.updates_per_step, hp.n_step, hp.gamma
+        )
 
     def make_env(self, seed: int) -> EnvBase:
         """A fresh env of the configured task (for evaluation and rollouts)."""

@@ -21,6 +21,7 @@ from torchrl.data import LazyMemmapStorage, LazyTensorStorage, OfflineToOnlineRe
 
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.frame_replay import StackedFrames
+from sqil_lightning.n_step import sample_windows
 
 # Where rewards come from: `sqil` relabels (demos r, agent 0), `env` keeps the env's own reward.
 REWARD_SOURCES = ("sqil", "env")
@@ -154,6 +155,8 @@ class BalancedBatches:
         chunk: int,
         frames: StackedFrames | None = None,
         updates_per_step: int = 1,
+        n_step: int = 1,
+        gamma: float = 0.97,
     ) -> None:
         balanced = isinstance(buffer, OfflineToOnlineReplayBuffer)
         self.demos = buffer.offline_buffer if balanced else None
@@ -163,6 +166,7 @@ class BalancedBatches:
         self.chunk = chunk
         self.frames = frames  # re-stacks frame-stacked rows as they are drawn
         self.updates_per_step = updates_per_step
+        self.n_step, self.gamma = n_step, gamma  # rows folded into windows of n_step (`n_step`)
         self._drawn: deque[TensorDict] = deque()  # the current chunk's batches not yielded yet
         self._last: list[TensorDict] = []  # the newest yielded step's batches
 
@@ -179,7 +183,11 @@ class BalancedBatches:
         return list(torch.cat([demo, online], dim=1).unbind(0))
 
     def _draw(self, partition: ReplayBuffer, rows: int) -> TensorDict:
-        return partition.sample(rows) if self.frames is None else self.frames.sample(partition, rows)
+        if self.frames is not None:
+            return self.frames.sample(partition, rows)
+        if self.n_step > 1:
+            return sample_windows(partition, rows, self.n_step, self.gamma)
+        return partition.sample(rows)
 
     def __iter__(self) -> Iterator[list[TensorDict]]:
         while True:

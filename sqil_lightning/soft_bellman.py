@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from tensordict import TensorDictBase
 
 
 def soft_value(q_values: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -11,14 +12,21 @@ def soft_value(q_values: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def soft_bellman_target(
-    reward: torch.Tensor, next_value: torch.Tensor, terminated: torch.Tensor, gamma: float
+    reward: torch.Tensor, next_value: torch.Tensor, terminated: torch.Tensor, discount: float | torch.Tensor
 ) -> torch.Tensor:
     """r + γ · V(s'), with V(s') = 0 only on a true termination.
 
     A time-limit truncation is not terminal: the state after it still has a future, so the
-    target bootstraps through it. Callers pass ``terminated``, never ``done``.
+    target bootstraps through it. Callers pass ``terminated``, never ``done``. For a multi-step
+    window (`sqil_lightning.n_step`) ``reward`` is its discounted sum and ``discount`` γ^k per row.
     """
-    return reward + gamma * (~terminated) * next_value
+    return reward + discount * (~terminated) * next_value
+
+
+def bootstrap_discount(batch: TensorDictBase, gamma: float) -> float | torch.Tensor:
+    """γ, or γ^k per row for multi-step windows of k steps (the batch's ``steps_to_next_obs``)."""
+    steps = batch.get("steps_to_next_obs", None)
+    return gamma if steps is None else gamma**steps
 
 
 def partition_mean(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

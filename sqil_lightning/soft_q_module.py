@@ -12,7 +12,7 @@ from sqil_lightning.errors import ConfigError
 from sqil_lightning.learner import OffPolicyLearner, check_hyperparameter
 from sqil_lightning.networks import build_network
 from sqil_lightning.policies import boltzmann_policy
-from sqil_lightning.soft_bellman import partition_mean, soft_bellman_target, soft_value, sqil_loss
+from sqil_lightning.soft_bellman import bootstrap_discount, partition_mean, soft_bellman_target, soft_value, sqil_loss
 
 
 class SoftQSQIL(OffPolicyLearner):
@@ -95,7 +95,7 @@ class SoftQSQIL(OffPolicyLearner):
         reward = batch["next", "reward"] if reward is None else reward
         with torch.no_grad():
             next_value = soft_value(self.target_network(batch["next", "observation"]), hp.temperature)
-            target = soft_bellman_target(reward, next_value, batch["next", "terminated"], hp.gamma)
+            target = soft_bellman_target(reward, next_value, batch["next", "terminated"], bootstrap_discount(batch, hp.gamma))
         squared_error = (q_taken - target).pow(2).squeeze(-1)
         return q_values, q_taken.squeeze(-1), squared_error
 
