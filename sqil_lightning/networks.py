@@ -10,12 +10,18 @@ from torch import nn
 from sqil_lightning.errors import ConfigError
 
 
-def mlp(in_features: int, out_features: int, hidden_sizes: list[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """A fully connected network: Linear → activation for each hidden size, then a Linear head."""
+def mlp(
+    in_features: int, out_features: int, hidden_sizes: list[int], activation: type[nn.Module] = nn.ReLU, layer_norm: bool = False
+) -> nn.Sequential:
+    """A fully connected network: Linear → activation for each hidden size, then a Linear head.
+
+    ``layer_norm`` puts a LayerNorm after each hidden Linear (critic normalisation: it bounds the
+    features a Q-head sees, which keeps bootstrapped values from growing without limit off-policy).
+    """
     layers: list[nn.Module] = []
     width = in_features
     for hidden in hidden_sizes:
-        layers += [nn.Linear(width, hidden), activation()]
+        layers += [nn.Linear(width, hidden), *([nn.LayerNorm(hidden)] if layer_norm else []), activation()]
         width = hidden
     layers.append(nn.Linear(width, out_features))
     return nn.Sequential(*layers)
@@ -73,10 +79,12 @@ class PixelEncoder(nn.Sequential):
 class PixelNetwork(nn.Module):
     """Images [..., C, H, W] → `PixelEncoder` → MLP head."""
 
-    def __init__(self, observation_shape: tuple[int, ...], out_features: int, hidden_sizes: list[int], encoder: str) -> None:
+    def __init__(
+        self, observation_shape: tuple[int, ...], out_features: int, hidden_sizes: list[int], encoder: str, layer_norm: bool = False
+    ) -> None:
         super().__init__()
         self.encoder = PixelEncoder(observation_shape, encoder)
-        self.head = mlp(self.encoder.out_features, out_features, hidden_sizes)
+        self.head = mlp(self.encoder.out_features, out_features, hidden_sizes, layer_norm=layer_norm)
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(observation))
@@ -93,31 +101,36 @@ class ConcatenatedInputs(nn.Sequential):
 class PixelStateActionNetwork(nn.Module):
     """Q(s, a) on images: the `PixelEncoder` features of s, concatenated with a, through an MLP head."""
 
-    def __init__(self, observation_shape: tuple[int, ...], action_dim: int, hidden_sizes: list[int], encoder: str) -> None:
+    def __init__(
+        self, observation_shape: tuple[int, ...], action_dim: int, hidden_sizes: list[int], encoder: str, layer_norm: bool = False
+    ) -> None:
         super().__init__()
         self.encoder = PixelEncoder(observation_shape, encoder)
-        self.head = mlp(self.encoder.out_features + action_dim, 1, hidden_sizes)
+        self.head = mlp(self.encoder.out_features + action_dim, 1, hidden_sizes, layer_norm=layer_norm)
 
     def forward(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.head(torch.cat([self.encoder(observation), action], dim=-1))
 
 
-def build_network(observation_shape: tuple[int, ...], out_features: int, hidden_sizes: list[int], encoder: str | None = None) -> nn.Module:
-    """An MLP on the flattened observation, or with ``encoder`` (a name in `ENCODERS`) a CNN on images."""
+def build_network(
+    observation_shape: tuple[int, ...], out_features: int, hidden_sizes: list[int], encoder: str | None = None, layer_norm: bool = False
+) -> nn.Module:
+    """An MLP on the flattened observation, or with ``encoder`` (a name in `ENCODERS`) a CNN on
+    images; ``layer_norm``: LayerNorm after each hidden layer of the MLP (`mlp`)."""
     if encoder is None:
-        return mlp(int(torch.Size(observation_shape).numel()), out_features, hidden_sizes)
+        return mlp(int(torch.Size(observation_shape).numel()), out_features, hidden_sizes, layer_norm=layer_norm)
     if encoder not in ENCODERS:
         raise ConfigError(f"model.encoder = {encoder!r} is invalid; choose one of {sorted(ENCODERS)} or null (an MLP)")
-    return PixelNetwork(observation_shape, out_features, hidden_sizes, encoder)
+    return PixelNetwork(observation_shape, out_features, hidden_sizes, encoder, layer_norm)
 
 
 def build_state_action_network(
-    observation_shape: tuple[int, ...], action_dim: int, hidden_sizes: list[int], encoder: str | None = None
+    observation_shape: tuple[int, ...], action_dim: int, hidden_sizes: list[int], encoder: str | None = None, layer_norm: bool = False
 ) -> nn.Module:
     """A critic Q(s, a) → [..., 1]: an MLP on [s, a], or with ``encoder`` a CNN on image s whose
-    features join a before the MLP head."""
+    features join a before the MLP head; ``layer_norm`` as in `build_network`."""
     if encoder is None:
-        return ConcatenatedInputs(*mlp(int(torch.Size(observation_shape).numel()) + action_dim, 1, hidden_sizes))
+        return ConcatenatedInputs(*mlp(int(torch.Size(observation_shape).numel()) + action_dim, 1, hidden_sizes, layer_norm=layer_norm))
     if encoder not in ENCODERS:
         raise ConfigError(f"model.encoder = {encoder!r} is invalid; choose one of {sorted(ENCODERS)} or null (an MLP)")
-    return PixelStateActionNetwork(observation_shape, action_dim, hidden_sizes, encoder)
+    return PixelStateActionNetwork(observation_shape, action_dim, hidden_sizes, encoder, layer_norm)

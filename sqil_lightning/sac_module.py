@@ -61,6 +61,8 @@ class SACSQIL(OffPolicyLearner):
         encoder: ``null`` for MLPs on vector observations, or a CNN for images [C, H, W] (as for
             `SoftQSQIL`): the actor's and each critic's own encoder, the action joining the
             critic after it.
+        layer_norm: LayerNorm after each hidden layer of the critics and their targets (critic
+            normalisation; the actor stays a plain MLP); false is the paper's.
     """
 
     deterministic_label = "mean_action"
@@ -79,6 +81,7 @@ class SACSQIL(OffPolicyLearner):
         target_entropy: float | str = "auto",
         target_tau: float = 0.005,
         encoder: str | None = None,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
         if "low" not in action_space or "high" not in action_space:
@@ -99,7 +102,7 @@ class SACSQIL(OffPolicyLearner):
         action_spec = Bounded(low=low, high=high, shape=low.shape)
         self.actor = self._make_actor(tuple(observation_shape), action_spec, list(hidden_sizes), encoder)
         critic = ValueOperator(
-            build_state_action_network(tuple(observation_shape), low.numel(), list(hidden_sizes), encoder),
+            build_state_action_network(tuple(observation_shape), low.numel(), list(hidden_sizes), encoder, layer_norm),
             in_keys=["observation", "action"],
         )
         self.sac_loss = SACLoss(

@@ -37,6 +37,8 @@ class SoftQSQIL(OffPolicyLearner):
         encoder: ``null`` for an MLP on vector observations, or a CNN for images [C, H, W]:
             ``nature_cnn`` (Atari, 84x84 frame stacks) or ``car_racing_cnn`` (64x64 RGB); the
             hidden sizes are then those of the MLP head.
+        layer_norm: LayerNorm after each hidden layer of the Q-network and its target (critic
+            normalisation, for long horizons); false is the paper's plain MLP.
     """
 
     deterministic_label = "greedy"
@@ -53,6 +55,7 @@ class SoftQSQIL(OffPolicyLearner):
         target_tau: float = 0.005,
         final_lr_fraction: float = 0.1,
         encoder: str | None = None,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
         num_actions = action_space.get("n")
@@ -68,8 +71,8 @@ class SoftQSQIL(OffPolicyLearner):
         check_hyperparameter("target_tau", target_tau, 0.0, 1.0, low_inclusive=False)
         check_hyperparameter("final_lr_fraction", final_lr_fraction, 0.0, 1.0)
         self.save_hyperparameters()
-        self.q_network = build_network(observation_shape, num_actions, list(hidden_sizes), encoder)
-        self.target_network = build_network(observation_shape, num_actions, list(hidden_sizes), encoder)
+        self.q_network = build_network(observation_shape, num_actions, list(hidden_sizes), encoder, layer_norm)
+        self.target_network = build_network(observation_shape, num_actions, list(hidden_sizes), encoder, layer_norm)
         self.target_network.load_state_dict(self.q_network.state_dict())
         self.target_network.requires_grad_(False)
 

@@ -57,3 +57,32 @@ def test_bad_encoder_settings_are_config_errors_naming_the_key(shape, encoder, f
     with pytest.raises(ConfigError) as error:
         build_network(shape, 4, [16], encoder=encoder)
     assert fragment in str(error.value)
+
+
+@pytest.mark.parametrize("learner", ["soft_q", "sac"])
+def test_layer_norm_normalises_each_hidden_layer_of_the_critics_only(learner):
+    from sqil_lightning import SACSQIL, SoftQSQIL
+
+    if learner == "soft_q":
+        model = SoftQSQIL(observation_shape=(3,), action_space={"n": 4}, hidden_sizes=(16, 8), layer_norm=True)
+        critics, plain = [model.q_network, model.target_network], []
+    else:
+        model = SACSQIL(observation_shape=(3,), action_space={"low": [-1.0], "high": [1.0]}, hidden_sizes=(16, 8), layer_norm=True)
+        critics, plain = [model.sac_loss.qvalue_network], [model.actor]
+    for network in critics:
+        norms = [m for m in network.modules() if isinstance(m, torch.nn.LayerNorm)]
+        assert [norm.normalized_shape for norm in norms] == [(16,), (8,)]
+    for network in plain:
+        assert not any(isinstance(m, torch.nn.LayerNorm) for m in network.modules())
+    # Each hidden activation of a normalised layer has mean 0 and variance 1 before its ReLU.
+    layers = list(critics[0]) if learner == "soft_q" else list(critics[0].module)
+    hidden = layers[1](layers[0](torch.randn(32, layers[0].in_features)))
+    assert hidden.mean(-1).abs().max() < 1e-5 and (hidden.var(-1, unbiased=False) - 1).abs().max() < 1e-3
+
+
+def test_without_layer_norm_the_networks_keep_their_parameter_names():
+    """Checkpoints of the plain MLP load into the default learner: no LayerNorm, no new keys."""
+    from sqil_lightning import SoftQSQIL
+
+    names = list(SoftQSQIL(observation_shape=(3,), action_space={"n": 4}, hidden_sizes=(16,)).state_dict())
+    assert names[:4] == ["q_network.0.weight", "q_network.0.bias", "q_network.2.weight", "q_network.2.bias"]
