@@ -33,6 +33,7 @@ from sqil_lightning.experts import EXPERTS, generate_expert_demos, record_checkp
 from sqil_lightning.minari_demos import load_minari_demos
 from sqil_lightning.pixels import PixelPipeline
 from sqil_lightning.plots import plot_metrics
+from sqil_lightning.pretraining import Pretraining
 from sqil_lightning.resume import check_resumable, find_last_checkpoint
 from sqil_lightning.study import StudyRunFailed, StudySpec, run_study
 from sqil_lightning.study_report import write_report
@@ -52,6 +53,9 @@ class SQILCLI(LightningCLI):
         parser.add_lightning_class_args(FiniteLossGuard, "finite_loss")
         parser.add_lightning_class_args(FastPaths, "fast")
         parser.add_class_arguments(WandbSettings, "wandb")
+        parser.add_class_arguments(Pretraining, "pretrain")
+        # The data module draws the pretraining batches (demo rows alone) before any agent row.
+        parser.link_arguments("pretrain.steps", "data.pretrain_steps")
         parser.add_argument(
             "--progress_bar_refresh_rate",
             type=int,

@@ -105,6 +105,8 @@ class SQILDataModule(LightningDataModule):
             Σ_{i<k} γ^i r_{t+i} + γ^k V(s_{t+k}), the window cut at an episode's end (k ≤ n_step),
             the same rule for demo and agent rows; 1 is the paper's one-step backup. Not with
             frame-stacked pixels.
+        pretrain_steps: linked from ``pretrain.steps``: the first gradient updates train on
+            batches of demo rows alone, before the first env step (`BalancedBatches`).
         seed: seed of the training env.
         eval_seed: evaluation episode i starts from ``reset(seed=eval_seed + i)``, apart from the
             demo seeds, so the agent is tested on start states the demos never began at.
@@ -145,6 +147,7 @@ class SQILDataModule(LightningDataModule):
         sample_chunk: int = 32,
         updates_per_step: int = 1,
         n_step: int = 1,
+        pretrain_steps: int = 0,
         seed: int = 0,
         eval_seed: int = 1_000_000,
         eval_episodes: int = 100,
@@ -178,6 +181,8 @@ class SQILDataModule(LightningDataModule):
         ):
             if value < 1:
                 raise ConfigError(f"data.{name} = {value} is invalid; it must be a positive integer")
+        if pretrain_steps < 0 or (pretrain_steps and reward != "sqil"):
+            raise ConfigError(f"pretrain.steps = {pretrain_steps} is invalid; it must be 0 or more, and 0 without demos (data.reward env)")
         if reward not in REWARD_SOURCES:
             raise ConfigError(f"data.reward = {reward!r} is invalid; choose one of {list(REWARD_SOURCES)}")
         if reward == "sqil":
@@ -330,7 +335,7 @@ class SQILDataModule(LightningDataModule):
             observation_bytes = int(np.prod(self.observation_shape)) * (1 if self.pixels is not None else 4) // stack
             self.buffer = make_online_buffer(hp.online_capacity, observation_bytes)
         self._batches = BalancedBatches(
-            self.buffer, hp.batch_size, hp.sample_chunk, self._frames, hp.updates_per_step, hp.n_step, hp.gamma
+            self.buffer, hp.batch_size, hp.sample_chunk, self._frames, hp.updates_per_step, hp.n_step, hp.gamma, self._start_online
         )
 
     def make_env(self, seed: int) -> EnvBase:
@@ -358,27 +363,36 @@ class SQILDataModule(LightningDataModule):
         return self._episode_seeds(TrainerFn.TESTING)
 
     def train_dataloader(self) -> BalancedBatches:
-        # The collector is built here, after the model is on its device, and acts with the
-        # module's own Q-network, so rollouts always use the latest weights.
-        module = self.trainer.lightning_module
+        # The collector is built from here (`_start_online`), after the model is on its device, and
+        # acts with the module's own Q-network, so rollouts always use the latest weights.
         self._check_step_multiples()
         if self.trainer.world_size > 1 and self._restored_rng is None:
             # seed_everything gave every rank the same RNG state, so every rank would draw the same
             # replay indices and exploration noise. The weights are already synced by DDP here.
             torch.manual_seed(torch.initial_seed() + self.trainer.global_rank)
-        # None makes TorchRL's collector act uniformly at random from the env's action spec.
-        policy = module.policy(deterministic=False) if self.hparams.rollout_policy == "learner" else None
-        self.start_collector(policy, module.device)
-        # Fill the online partition up to `initial_frames` (a resumed run's restored replay
-        # usually holds that many already).
-        while len(self._batches.online) < self.hparams.initial_frames:
-            self.collect()
+        # Demo pretraining steps no env: its batches come first, and the agent's first rows only
+        # when the first balanced batch is drawn. Of the pretraining batches, those trained on and
+        # those drawn but not trained yet (restored by a resume) are done.
+        drawn = self.trainer.global_step + len(self._batches.untrained())
+        self._batches.pretrain_left = max(0, self.hparams.pretrain_steps - drawn)
+        if self._batches.pretrain_left == 0:
+            self._start_online()
         if self._restored_rng is not None:
             # Applied last: building the collector runs the policy once (consuming random numbers),
             # which the checkpointed run had done long before it saved these states.
             set_rng_states(self._restored_rng)
             self._restored_rng = None
         return self._batches
+
+    def _start_online(self) -> None:
+        """Build the collector and fill the online partition up to ``initial_frames`` (a resumed
+        run's restored replay usually holds that many already)."""
+        module = self.trainer.lightning_module
+        # None makes TorchRL's collector act uniformly at random from the env's action spec.
+        policy = module.policy(deterministic=False) if self.hparams.rollout_policy == "learner" else None
+        self.start_collector(policy, module.device)
+        while len(self._batches.online) < self.hparams.initial_frames:
+            self.collect()
 
     def _check_step_multiples(self) -> None:
         """Step counts Lightning tests with ``global_step % n`` must be multiples of ``updates_per_step``,
@@ -454,6 +468,8 @@ class SQILDataModule(LightningDataModule):
 
         Returns statistics of the episodes that ended in these steps (empty if none ended).
         """
+        if self._collector_iter is None:
+            return {}  # demo pretraining: no env yet (`train_dataloader`)
         # With data.collector async this batch was collected by the worker while the learner made
         # the updates since the previous rollout: at most one batch behind (`async_collector`).
         batch = next(self._collector_iter)
@@ -501,7 +517,7 @@ class SQILDataModule(LightningDataModule):
             "recent_successes": list(self._recent_successes),
             "run_id": self.run_id,
         }
-        if self._batches is None or self.trainer is None or len(self._batches.online) == 0:
+        if self._batches is None or self.trainer is None:
             return state
         step, rank = self.trainer.global_step, self.trainer.global_rank
         position = RunPosition(

@@ -83,10 +83,20 @@ class OffPolicyLearner(LightningModule):
         the soft-Q module's two Q means cost 8% of a LunarLander update when made every update."""
         return {}
 
-    def log_losses(self, losses: dict[str, torch.Tensor]) -> None:
-        """Log an update's loss and statistics (on the trainer's logging steps only)."""
-        for name, value in losses.items():
-            self.log(f"train/{name}", value.detach())
+    def log_losses(self, losses: dict[str, torch.Tensor], stage: str = "train") -> None:
+        """Log an update's loss and statistics as ``<stage>/<name>`` (on the trainer's logging steps only).
+
+        A statistic of a partition the batch does not hold (`partition_mean`: NaN; the demo rows
+        of plain RL, the agent's rows of demo pretraining) is left out; the loss always goes in.
+        """
+        kept = {f"{stage}/{name}": value.detach() for name, value in losses.items() if name == "loss" or not value.isnan()}
+        if stage == "train":
+            self.log_dict(kept)
+            return
+        # Straight to the loggers: Lightning re-emits a key logged with `self.log` at every later
+        # logging step of its one endless epoch, so pretrain/… would fill every row after pretraining.
+        for logger in self.loggers:
+            logger.log_metrics({name: float(value) for name, value in kept.items()}, step=self.global_step)
 
     def use_fast_paths(self, compile_mode: str | None, fused_adam: bool) -> None:
         """Compile each update's `losses` (forward and backward) with ``torch.compile(mode=compile_mode)``
@@ -118,7 +128,9 @@ class OffPolicyLearner(LightningModule):
             loss = statistics.pop("loss")
             self.loss_terms, self.update_batch = statistics, batch
             if self._logging_step():
-                self.log_losses({"loss": loss, **statistics, **self.statistics(batch)})
+                # A batch of demo rows alone is demo pretraining's (balanced batches hold agent rows).
+                stage = "train" if bool((~batch["is_demo"]).any()) else "pretrain"
+                self.log_losses({"loss": loss, **statistics, **self.statistics(batch)}, stage)
             optimizer.zero_grad()
             if self._direct_hooks is None:
                 self.manual_backward(loss)

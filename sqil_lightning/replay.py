@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -157,6 +157,7 @@ class BalancedBatches:
         updates_per_step: int = 1,
         n_step: int = 1,
         gamma: float = 0.97,
+        start_online: Callable[[], None] | None = None,
     ) -> None:
         balanced = isinstance(buffer, OfflineToOnlineReplayBuffer)
         self.demos = buffer.offline_buffer if balanced else None
@@ -167,10 +168,18 @@ class BalancedBatches:
         self.frames = frames  # re-stacks frame-stacked rows as they are drawn
         self.updates_per_step = updates_per_step
         self.n_step, self.gamma = n_step, gamma  # rows folded into windows of n_step (`n_step`)
+        # Demo pretraining: this many more batches are drawn from the demo partition alone, then
+        # `start_online` (collect the first agent rows) runs before the first balanced batch.
+        self.pretrain_left = 0
+        self.start_online = start_online
         self._drawn: deque[TensorDict] = deque()  # the current chunk's batches not yielded yet
         self._last: list[TensorDict] = []  # the newest yielded step's batches
 
     def _draw_chunk(self) -> list[TensorDict]:
+        if self.pretrain_left > 0:
+            return self._draw_demo_chunk()
+        if len(self.online) == 0 and self.start_online is not None:
+            self.start_online()
         n_online = self.batch_size - self.demo_rows
         if len(self.online) == 0:
             raise RuntimeError("the online partition is empty: collect experience before sampling balanced batches")
@@ -181,6 +190,13 @@ class BalancedBatches:
         demo = self._draw(self.demos, self.demo_rows * self.chunk).reshape(self.chunk, self.demo_rows)
         online = self._draw(self.online, n_online * self.chunk).reshape(self.chunk, n_online)
         return list(torch.cat([demo, online], dim=1).unbind(0))
+
+    def _draw_demo_chunk(self) -> list[TensorDict]:
+        """Pretraining batches: whole batches of demo rows; a chunk never runs past the last one,
+        so a resume knows how many are left from the updates made and the batches not trained."""
+        count = min(self.chunk, self.pretrain_left)
+        self.pretrain_left -= count
+        return list(self._draw(self.demos, self.batch_size * count).reshape(count, self.batch_size).unbind(0))
 
     def _draw(self, partition: ReplayBuffer, rows: int) -> TensorDict:
         if self.frames is not None:

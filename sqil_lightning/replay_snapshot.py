@@ -74,7 +74,8 @@ def save_snapshot(buffer: ReplayBuffer, directory: Path, position: RunPosition, 
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    buffer.storage.dumps(partial / "storage")
+    if len(buffer):  # empty during demo pretraining: nothing collected yet
+        buffer.storage.dumps(partial / "storage")
     if position.untrained:
         torch.stack(position.untrained).memmap(partial / "untrained")
     state = {"writer": buffer.writer.state_dict(), "rng": _rng_states(), "episode": position.episode, "run_id": run_id, "step": step}
@@ -111,11 +112,11 @@ def load_snapshot(buffer: ReplayBuffer, directory: Path, run_id: str | None = No
             "with its own replay/ subfolder, or start a new run"
         )
     untrained = directory / "untrained"
-    storage = _load_memmap_without_pickles(directory / "storage")
     batches = list(_load_memmap_without_pickles(untrained).clone().unbind(0)) if untrained.exists() else []
-    del storage  # checked only; TorchRL's `loads` reads the same files into the buffer
-    buffer.storage.loads(directory / "storage")
-    buffer.writer.load_state_dict(state["writer"])
+    if (directory / "storage").exists():
+        _load_memmap_without_pickles(directory / "storage")  # checked only; TorchRL's `loads` reads the same files
+        buffer.storage.loads(directory / "storage")
+        buffer.writer.load_state_dict(state["writer"])
     return RunPosition(episode=state.get("episode"), untrained=batches, rng=state["rng"])
 
 
@@ -135,9 +136,9 @@ def _load_memmap_without_pickles(path: Path) -> TensorDictBase:
 def _snapshot_bytes(buffer: ReplayBuffer, position: RunPosition) -> int:
     """Bytes a snapshot writes: the storage's whole capacity (its files are allocated in full) and
     the untrained batches."""
-    row = buffer.storage[0]
+    rows = buffer.storage[0].bytes() * buffer.storage.max_size if len(buffer) else 0
     untrained = sum(batch.bytes() for batch in position.untrained)
-    return row.bytes() * buffer.storage.max_size + untrained + FREE_SPACE_MARGIN_BYTES
+    return rows + untrained + FREE_SPACE_MARGIN_BYTES
 
 
 def _check_free_space(folder: Path, needed: int) -> None:

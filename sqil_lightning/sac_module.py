@@ -165,11 +165,6 @@ class SACSQIL(OffPolicyLearner):
             "critic_error_online": partition_mean(critic_error, ~is_demo),
         }
 
-    def log_losses(self, losses: dict[str, torch.Tensor]) -> None:
-        if losses["critic_error_demo"].isnan():  # reward source `env`: batches hold no demo rows
-            losses = {name: value for name, value in losses.items() if name != "critic_error_demo"}
-        super().log_losses(losses)
-
     def update_target(self) -> None:
         self.target_update.step()
 

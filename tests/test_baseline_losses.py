@@ -368,7 +368,7 @@ def _collected_actions(demo_file, rollout_policy: str) -> torch.Tensor:
         last.weight.zero_()
         last.bias.copy_(torch.tensor([10.0, 0.0, 0.0, 0.0]))
     dm = _datamodule(demo_file, rollout_policy=rollout_policy)
-    dm.trainer = SimpleNamespace(lightning_module=learner, world_size=1, global_rank=0, max_steps=-1, checkpoint_callbacks=[])
+    dm.trainer = SimpleNamespace(lightning_module=learner, world_size=1, global_rank=0, max_steps=-1, global_step=0, checkpoint_callbacks=[])
     dm.setup("fit")
     try:
         dm.train_dataloader()

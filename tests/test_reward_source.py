@@ -56,7 +56,7 @@ def _started(datamodule: SQILDataModule):
     datamodule.setup("fit")
     torch.manual_seed(0)
     learner = SACSQIL(observation_shape=datamodule.observation_shape, action_space=datamodule.action_space, hidden_sizes=(16,))
-    datamodule.trainer = SimpleNamespace(lightning_module=learner, global_rank=0, world_size=1, max_steps=-1, checkpoint_callbacks=[])
+    datamodule.trainer = SimpleNamespace(lightning_module=learner, global_rank=0, world_size=1, max_steps=-1, global_step=0, checkpoint_callbacks=[])
     return datamodule.train_dataloader()
 
 
