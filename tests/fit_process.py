@@ -11,6 +11,21 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+BASE_CONFIG = REPO / "conf" / "lunarlander.yaml"
+FAST_CONFIG = REPO / "tests" / "conf" / "fast.yaml"
+
+
+def fast_fit_args(root: Path, *extra: str) -> list[str]:
+    """`fit` arguments of a short LunarLander run logging under ``root``: the 300-step overlay
+    tests/conf/fast.yaml, a small online partition (snapshots of a few hundred KiB), 2 demo
+    episodes and a constant learning rate (a resume that changes max_steps stays exact)."""
+    return [
+        "fit", "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG),
+        "--trainer.logger.init_args.save_dir", str(root / "logs"),
+        "--data.online_capacity", "2000", "--data.demo_episodes", "2",
+        "--model.init_args.final_lr_fraction", "1",
+        *extra,
+    ]  # fmt: skip
 
 
 def fit_env() -> dict[str, str]:

@@ -24,14 +24,12 @@ from tensordict import NonTensorData, TensorDict
 from torchrl.data import LazyTensorStorage, RandomSampler, ReplayBuffer
 
 from callbacks import GracefulStop
-from fit_process import fit_env
+from fit_process import fast_fit_args, fit_env
+from test_bad_inputs import UNPICKLED_MARKER as UNPICKLED, _CreatesMarkerWhenUnpickled
 from sqil_lightning.cli import main
 from sqil_lightning.replay_snapshot import RunPosition, save_snapshot
 
 REPO = Path(__file__).resolve().parents[1]
-BASE_CONFIG = REPO / "conf" / "lunarlander.yaml"
-FAST_CONFIG = REPO / "tests" / "conf" / "fast.yaml"
-UNPICKLED = "UNPICKLED"
 
 # README "Faults" row -> the test that keeps it true.
 FAULTS = {
@@ -48,24 +46,6 @@ FAULTS = {
 }
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
-
-
-class _CreatesMarkerWhenUnpickled:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return open, (str(self.marker), "w")
-
-
-def _fit_args(root: Path, *extra: str) -> list[str]:
-    return [
-        "fit", "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG),
-        "--trainer.logger.init_args.save_dir", str(root / "logs"),
-        "--data.online_capacity", "2000", "--data.demo_episodes", "2",
-        "--model.init_args.final_lr_fraction", "1",  # constant lr: a resume changing max_steps stays exact
-        *extra,
-    ]  # fmt: skip
 
 
 def _run(args: list[str], capsys) -> tuple[int, list[str]]:
@@ -101,7 +81,7 @@ def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("finished")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        main(_fit_args(root))
+        main(fast_fit_args(root))
     return _version(root, 0)
 
 
@@ -126,7 +106,7 @@ def test_a_planted_pickle_in_a_replay_snapshot_runs_no_code(finished_run, tmp_pa
     planted.memmap(snapshot / "untrained")
     assert list((snapshot / "untrained").rglob("*.pickle")), "the trap holds no pickle; update how it is planted"
     monkeypatch.chdir(tmp_path)
-    line = _one_error(_fit_args(tmp_path, "--trainer.max_steps", "400", "--ckpt_path", str(run / "last.ckpt")), capsys)
+    line = _one_error(fast_fit_args(tmp_path, "--trainer.max_steps", "400", "--ckpt_path", str(run / "last.ckpt")), capsys)
     assert "holds a pickled field" in line and str(snapshot / "untrained") in line
     assert not marker.exists()
 
@@ -138,7 +118,7 @@ def test_a_copied_checkpoint_never_loads_another_runs_replay(finished_run, tmp_p
     copied.parent.mkdir()
     shutil.copy(finished_run / "last.ckpt", copied)
     monkeypatch.chdir(tmp_path)
-    line = _one_error(_fit_args(tmp_path, "--trainer.max_steps", "400", "--ckpt_path", str(copied)), capsys)
+    line = _one_error(fast_fit_args(tmp_path, "--trainer.max_steps", "400", "--ckpt_path", str(copied)), capsys)
     assert "replay snapshot" in line and str(copied.parent / "replay") in line and "is missing" in line
 
 
@@ -149,10 +129,10 @@ def test_a_snapshot_of_another_run_is_refused(finished_run, tmp_path, capsys, mo
     # Another run's snapshot of the same step, put where this checkpoint's belongs.
     other = tmp_path / "other"
     monkeypatch.chdir(tmp_path)
-    main(_fit_args(other, "--seed_everything", "1"))
+    main(fast_fit_args(other, "--seed_everything", "1"))
     shutil.rmtree(own / "step300-rank0")
     shutil.copytree(next(_version(other, 0).glob("replay/*/step300-rank0")), own / "step300-rank0")
-    line = _one_error(_fit_args(tmp_path, "--trainer.max_steps", "400", "--ckpt_path", str(run / "last.ckpt")), capsys)
+    line = _one_error(fast_fit_args(tmp_path, "--trainer.max_steps", "400", "--ckpt_path", str(run / "last.ckpt")), capsys)
     assert f"belongs to run {next((_version(other, 0) / 'replay').iterdir()).name} at step 300" in line
     assert f"not to the checkpoint being resumed (run {own.name}, step 300)" in line
 
@@ -162,22 +142,22 @@ def test_a_snapshot_of_another_run_is_refused(finished_run, tmp_path, capsys, mo
 
 def test_ckpt_path_last_resumes_the_newest_version_folder(tmp_path, caplog, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    main(_fit_args(tmp_path, "--trainer.max_steps", "100"))
-    main(_fit_args(tmp_path, "--trainer.max_steps", "200", "--seed_everything", "1"))
+    main(fast_fit_args(tmp_path, "--trainer.max_steps", "100"))
+    main(fast_fit_args(tmp_path, "--trainer.max_steps", "200", "--seed_everything", "1"))
     # Run A (version_0) writes last.ckpt again after run B (version_1) stopped: A is newer by file time.
     os.utime(_version(tmp_path, 0) / "last.ckpt")
     caplog.set_level(logging.INFO)
-    main(_fit_args(tmp_path, "--trainer.max_steps", "300", "--ckpt_path", "last"))
+    main(fast_fit_args(tmp_path, "--trainer.max_steps", "300", "--ckpt_path", "last"))
     assert f"resuming from {_version(tmp_path, 1) / 'last.ckpt'} (step 200)" in caplog.text
     assert _load(_version(tmp_path, 2) / "last.ckpt")["SQILDataModule"]["run_id"] == _load(_version(tmp_path, 1) / "last.ckpt")["SQILDataModule"]["run_id"]
 
 
 def test_ckpt_path_last_falls_back_to_the_newest_periodic_checkpoint(tmp_path, caplog, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    main(_fit_args(tmp_path, "--trainer.max_steps", "200"))
+    main(fast_fit_args(tmp_path, "--trainer.max_steps", "200"))
     (_version(tmp_path, 0) / "last.ckpt").unlink()  # killed after its periodic checkpoint, before last.ckpt
     caplog.set_level(logging.INFO)
-    main(_fit_args(tmp_path, "--trainer.max_steps", "300", "--ckpt_path", "last"))
+    main(fast_fit_args(tmp_path, "--trainer.max_steps", "300", "--ckpt_path", "last"))
     assert f"resuming from {_version(tmp_path, 0) / 'epoch=0-step=200.ckpt'} (step 200)" in caplog.text
     assert _load(_version(tmp_path, 1) / "last.ckpt")["global_step"] == 300
 
@@ -192,14 +172,14 @@ def test_a_second_fit_on_a_locked_checkpoint_folder_is_refused(tmp_path, capsys,
     try:
         assert holder.stdout.readline().strip() == "locked"
         monkeypatch.chdir(tmp_path)
-        line = _one_error(_fit_args(tmp_path, "--checkpoint.dirpath", str(shared)), capsys)
+        line = _one_error(fast_fit_args(tmp_path, "--checkpoint.dirpath", str(shared)), capsys)
         assert f"checkpoint folder {shared} is in use by another fit (pid {holder.pid})" in line
         assert not list(shared.glob("*.ckpt")) and not (shared / "replay").exists()
     finally:
         holder.kill()
         holder.wait()
     # The kernel dropped the lock with its holder: the folder is free again.
-    main(_fit_args(tmp_path, "--checkpoint.dirpath", str(shared), "--trainer.max_steps", "100"))
+    main(fast_fit_args(tmp_path, "--checkpoint.dirpath", str(shared), "--trainer.max_steps", "100"))
     assert _load(shared / "last.ckpt")["global_step"] == 100
 
 
@@ -222,7 +202,7 @@ def test_a_full_disk_ends_with_one_line_and_the_previous_checkpoint_resumes_bit_
     real = _mount_tmpfs(disk, "size=8m")  # where mounting is not allowed, the full disk is injected
     try:
         monkeypatch.chdir(tmp_path)
-        main(_fit_args(disk, "--trainer.max_steps", "100"))
+        main(fast_fit_args(disk, "--trainer.max_steps", "100"))
         previous = (_version(disk, 0) / "last.ckpt").read_bytes()
         filler = disk / "filler"
         if real:
@@ -230,19 +210,19 @@ def test_a_full_disk_ends_with_one_line_and_the_previous_checkpoint_resumes_bit_
                 f.write(bytes(shutil.disk_usage(disk).free - 64 * 2**10))
         else:
             monkeypatch.setattr("sqil_lightning.replay_snapshot.shutil.disk_usage", lambda _: shutil._ntuple_diskusage(1, 1, 0))
-        line = _one_error(_fit_args(disk, "--trainer.max_steps", "200", "--ckpt_path", "last"), capsys, status=1)
+        line = _one_error(fast_fit_args(disk, "--trainer.max_steps", "200", "--ckpt_path", "last"), capsys, status=1)
         assert "no space left for the replay snapshot under" in line and str(disk) in line
         assert (_version(disk, 0) / "last.ckpt").read_bytes() == previous
         filler.unlink(missing_ok=True)
         monkeypatch.undo()
         monkeypatch.chdir(tmp_path)
-        main(_fit_args(disk, "--trainer.max_steps", "200", "--ckpt_path", "last"))
+        main(fast_fit_args(disk, "--trainer.max_steps", "200", "--ckpt_path", "last"))
         # version_1 is the failed attempt (no checkpoint): `last` continues version_0 into version_2.
         resumed = _load(_version(disk, 2) / "last.ckpt")
     finally:
         if real:
             _unmount(disk)
-    main(_fit_args(tmp_path / "reference", "--trainer.max_steps", "200"))
+    main(fast_fit_args(tmp_path / "reference", "--trainer.max_steps", "200"))
     reference = _load(_version(tmp_path / "reference", 0) / "last.ckpt")
     assert resumed["state_dict"].keys() == reference["state_dict"].keys()
     for name, tensor in reference["state_dict"].items():
@@ -263,7 +243,7 @@ def test_a_read_only_run_folder_is_one_line(tmp_path, capsys, monkeypatch):
         monkeypatch.setattr(os, "makedirs", makedirs)
     try:
         monkeypatch.chdir(tmp_path)
-        line = _one_error(_fit_args(folder, "--trainer.default_root_dir", str(folder)), capsys, status=1)
+        line = _one_error(fast_fit_args(folder, "--trainer.default_root_dir", str(folder)), capsys, status=1)
     finally:
         if real:
             _unmount(folder)

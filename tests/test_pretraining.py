@@ -9,12 +9,9 @@ import pytest
 import torch
 from tensordict import TensorDict
 
+from fit_process import fast_fit_args
 from sqil_lightning.cli import main
 from sqil_lightning.replay import BalancedBatches, make_sqil_buffer
-
-REPO = Path(__file__).resolve().parents[1]
-BASE_CONFIG = REPO / "conf" / "lunarlander.yaml"
-FAST_CONFIG = REPO / "tests" / "conf" / "fast.yaml"
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
@@ -54,15 +51,7 @@ def test_pretraining_batches_hold_demo_rows_only_and_the_agent_starts_after_them
 
 
 def _fit_args(root: Path, *extra: str) -> list[str]:
-    return [
-        "fit", "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG),
-        "--trainer.logger.init_args.save_dir", str(root / "logs"),
-        "--data.online_capacity", "2000", "--data.demo_episodes", "2",
-        "--model.init_args.final_lr_fraction", "1",  # constant lr: a resume changing max_steps stays exact
-        "--trainer.log_every_n_steps", "20",
-        "--pretrain.steps", "200",
-        *extra,
-    ]  # fmt: skip
+    return fast_fit_args(root, "--trainer.log_every_n_steps", "20", "--pretrain.steps", "200", *extra)
 
 
 def _metrics(root: Path, version: int = 0) -> list[dict[str, str]]:
