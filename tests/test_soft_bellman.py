@@ -47,7 +47,7 @@ def test_soft_value_is_bounded_by_max_and_max_plus_alpha_log_n_and_stable_for_la
 
 def test_terminated_row_target_is_reward_alone():
     target = soft_bellman_target(
-        torch.tensor([[2.0]]), torch.tensor([[5.0]]), torch.tensor([[True]]), gamma=0.9
+        torch.tensor([[2.0]]), torch.tensor([[5.0]]), torch.tensor([[True]]), discount=0.9
     )
     torch.testing.assert_close(target, torch.tensor([[2.0]]))
 
@@ -58,7 +58,7 @@ def test_non_terminal_and_truncated_rows_bootstrap_through_next_value():
     reward = torch.tensor([[1.0], [0.5], [3.0]])
     next_value = torch.tensor([[4.0], [-2.0], [7.0]])
     terminated = torch.tensor([[False], [False], [True]])
-    target = soft_bellman_target(reward, next_value, terminated, gamma=0.5)
+    target = soft_bellman_target(reward, next_value, terminated, discount=0.5)
     torch.testing.assert_close(target, torch.tensor([[1.0 + 0.5 * 4.0], [0.5 + 0.5 * -2.0], [3.0]]))
 
 
