@@ -58,7 +58,7 @@ def summary(spec: StudySpec) -> dict:
             scores = [s for s in scores if s is not None]
             row[method.name] = round(mean_and_standard_error(scores)[0], 3) if scores else None
             row[f"{method.name}_per_seed"] = scores
-        row["seeds"] = min(len(row[f"{m.name}_per_seed"]) for m in spec.methods)
+        row["seeds"] = len(row["sqil_per_seed"])
         families[start] = row
     return families
 
@@ -72,6 +72,9 @@ def main() -> None:
     parser.add_argument("--variant", help="name of a variant (its runs go to their own out_dir)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fit keys every run of the variant sets (YAML values)")
     parser.add_argument("--report-only", action="store_true", help="summarise the runs finished so far")
+    parser.add_argument(
+        "--sqil-only", action="store_true", help="run SQIL alone (a variant of SQIL's config leaves BC's runs as the default's)"
+    )
     parser.add_argument("--write", action="store_true", help="write the JSON and a docs/results.md section")
     args = parser.parse_args()
     overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
@@ -79,7 +82,8 @@ def main() -> None:
         parser.error("--set needs --variant (the shipped default's runs stay as they are)")
     study = variant_study(args.variant, overrides)
     if not args.report_only:
-        subprocess.run([sys.executable, "-m", "sqil_lightning", "study", "--config", str(study)], cwd=REPO, check=True)
+        methods = ["--methods", "sqil"] if args.sqil_only else []
+        subprocess.run([sys.executable, "-m", "sqil_lightning", "study", "--config", str(study), *methods], cwd=REPO, check=True)
     spec = StudySpec.load(study)
     families = summary(spec)
     payload = {"families": families, "config": {"configs": spec.configs, "overrides": spec.common}, "commit": commit()}
@@ -91,7 +95,8 @@ def main() -> None:
     (BENCHMARKS / f"{name}.json").write_text(json.dumps(payload, indent=1) + "\n")
     lines = ["| start | SQIL | BC | expert | seeds |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {start} | {row['sqil']} | {row['bc']} | {row['expert']} | {row['seeds']} |" for start, row in families.items()]
-    command = " ".join(["python benchmarks/shift_suite.py", *(["--variant", args.variant] if args.variant else []), *(["--set", *args.set] if args.set else []), "--write"])
+    options = [*(["--variant", args.variant] if args.variant else []), *(["--set", *args.set] if args.set else [])]
+    command = " ".join(["python benchmarks/shift_suite.py", *options, *(["--sqil-only"] if args.sqil_only else []), "--write"])
     append_section(f"Shift suite: {name} (commit {payload['commit']})", command, [*lines, "", f"Overrides: `{json.dumps(spec.common)}`."])
 
 
