@@ -67,6 +67,15 @@ def commit() -> str:
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
 
+def runs_commit(spec: StudySpec) -> str:
+    """The commit the study's runs were made with: recorded in its out_dir when it first started."""
+    record = spec.out_dir / "commit.txt"
+    if not record.exists():
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(commit())
+    return record.read_text().strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", help="name of a variant (its runs go to their own out_dir)")
@@ -81,12 +90,13 @@ def main() -> None:
     if overrides and args.variant is None:
         parser.error("--set needs --variant (the shipped default's runs stay as they are)")
     study = variant_study(args.variant, overrides)
+    runs_at = runs_commit(StudySpec.load(study))
     if not args.report_only:
         methods = ["--methods", "sqil"] if args.sqil_only else []
         subprocess.run([sys.executable, "-m", "sqil_lightning", "study", "--config", str(study), *methods], cwd=REPO, check=True)
     spec = StudySpec.load(study)
     families = summary(spec)
-    payload = {"families": families, "config": {"configs": spec.configs, "overrides": spec.common}, "commit": commit()}
+    payload = {"families": families, "config": {"configs": spec.configs, "overrides": spec.common}, "commit": runs_at}
     print(json.dumps(payload, indent=1))
     if not args.write:
         return

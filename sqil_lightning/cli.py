@@ -36,6 +36,7 @@ from sqil_lightning.plots import plot_metrics
 from sqil_lightning.pretraining import Pretraining
 from sqil_lightning.resume import check_resumable, find_last_checkpoint
 from sqil_lightning.study import StudyRunFailed, StudySpec, run_study
+from sqil_lightning.study_launchers import LAUNCHERS, make_launcher
 from sqil_lightning.study_report import write_report
 from sqil_lightning.wandb_logger import WandbSettings
 
@@ -325,12 +326,25 @@ def study_main(args: Sequence[str]) -> None:
     parser.add_argument("--parallel", type=_positive_int, help="fits at a time (default: the study config's)")
     parser.add_argument("--start-settings", nargs="+", metavar="NAME", help="run only these start settings (the report covers all)")
     parser.add_argument("--methods", nargs="+", metavar="NAME", help="run only these methods (the report covers all)")
+    parser.add_argument(
+        "--launcher",
+        choices=LAUNCHERS,
+        default="local",
+        help="where the fits run: local (a process pool on this machine) or ray (a task per fit on a Ray cluster; "
+        "pip install -e \".[ray]\"; README, Studies on a cluster)",
+    )
+    parser.add_argument(
+        "--address",
+        help="the Ray cluster to run on: auto, HOST:PORT or ray://HOST:PORT (default: start a Ray instance on this "
+        "machine for --parallel fits at a time)",
+    )
     ns = parser.parse_args(list(args))
     spec = StudySpec.load(ns.config)
     if ns.parallel:
         spec.parallel = ns.parallel
+    launcher = make_launcher(ns.launcher, ns.address, spec)
     if not ns.report_only:
-        run_study(spec, ns.start_settings, ns.methods)
+        run_study(spec, launcher, ns.start_settings, ns.methods)
     print(f"wrote {write_report(spec)}")
 
 

@@ -6,6 +6,7 @@ shares, the start-state settings, the methods (each a set of config overrides, o
 to some start settings) and the seeds. Every run is a `python -m sqil_lightning fit` subprocess in
 ``<out_dir>/<method>/<start>/seed<S>/``; a run with a ``result.json`` is finished and skipped, a run
 with a ``last.ckpt`` continues with ``--ckpt_path last``, so a stopped study resumes where it was.
+Where the fits run (a local process pool, a Ray cluster) is a launcher's job: study_launchers.py.
 """
 
 from __future__ import annotations
@@ -13,21 +14,24 @@ from __future__ import annotations
 import csv
 import json
 import math
+import platform
 import subprocess
 import sys
 import time
 import signal
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
 from sqil_lightning.errors import ConfigError, TrainingStopped
+
+if TYPE_CHECKING:
+    from sqil_lightning.study_launchers import Launcher
 
 # Exit statuses of a fit stopped by SIGTERM or Ctrl+C after writing its last.ckpt.
 STOPPED_STATUSES = (143, 130)
@@ -38,8 +42,44 @@ class StudyRunFailed(RuntimeError):
     """A fit of the study failed (not stopped): its fit.log says why."""
 
 
+class FitKilled(StudyRunFailed):
+    """A fit was killed by a signal (the OOM killer, a lost node): not its config's fault, so a
+    launcher may run it again, and it continues from its last.ckpt."""
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """What a fit that reached max_steps reports to the study's progress line, read where it ran."""
+
+    summary: str  # its final evaluation in a few words
+    seconds: float  # its wall-clock (wall_clock.json)
+    node: str  # the machine it ran on
+
+
 # The W&B runs of a study's many fits would bury a dashboard; a study config may turn them back on.
 STUDY_DEFAULTS = {"wandb.mode": "disabled", "trainer.enable_progress_bar": False}
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each fit reserves on a Ray cluster (the study config's ``resources:``)."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+    @classmethod
+    def parse(cls, raw: Any, path: Path) -> Resources:
+        raw = {} if raw is None else raw
+        if not isinstance(raw, dict) or set(raw) - {"cpus", "gpus"}:
+            raise ConfigError(
+                f"study config {path}: resources must be a mapping of cpus and gpus per fit, e.g. {{cpus: 1, gpus: 0}}; got {raw!r}"
+            )
+        resources = {key: raw.get(key, getattr(cls, key)) for key in ("cpus", "gpus")}
+        for key, value in resources.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (key == "cpus" and value == 0):
+                least = "above 0" if key == "cpus" else "0 or more"
+                raise ConfigError(f"study config {path}: resources.{key} = {value!r} is invalid; it must be a number {least}")
+        return cls(float(resources["cpus"]), float(resources["gpus"]))
 
 
 @dataclass
@@ -62,6 +102,7 @@ class StudySpec:
     methods: list[Method]
     seeds: list[int]
     parallel: int = 2
+    resources: Resources = field(default_factory=Resources)
     result_key: dict[str, str] = field(default_factory=dict)  # start setting -> result.json key
     expert: str | None = None  # a built-in expert whose row the report adds
     demo_path: Path | None = None  # the demos, for the report's coverage plot
@@ -98,6 +139,7 @@ class StudySpec:
             methods=methods,
             seeds=[int(s) for s in raw["seeds"]],
             parallel=int(raw.get("parallel", 2)),
+            resources=Resources.parse(raw.get("resources"), path),
             result_key=result_key,
             expert=raw.get("expert"),
             demo_path=Path(raw["demo_path"]) if raw.get("demo_path") else None,
@@ -105,6 +147,11 @@ class StudySpec:
             eval_seed=int(raw.get("eval_seed", 1_000_000)),
             reference_paper={row: dict(cells) for row, cells in (raw.get("reference_paper") or {}).items()},
         )
+
+    @property
+    def name(self) -> str:
+        """The study's name (its config's file name), the W&B group of its runs."""
+        return self.path.stem
 
     @property
     def has_paper_figures(self) -> bool:
@@ -203,13 +250,18 @@ class StudyRun:
         command = [sys.executable, "-m", "sqil_lightning", "fit"]
         for config in self.spec.configs:
             command += ["--config", config]
+        # The study's W&B runs in one group, so a dashboard shows the seeds together. Not one of
+        # `overrides` (the settings a half-finished run must keep) and before them, so a study's own
+        # `wandb.group` wins.
+        command += ["--wandb.group", self.spec.name]
         for key, value in self.overrides.items():
             command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
         if self.half_finished:
             command += ["--ckpt_path", "last"]  # continue a run the study was stopped in (its newest last.ckpt)
         return command
 
-    def execute(self, children: ChildProcesses) -> None:
+    def execute(self, children: ChildProcesses) -> FinishedRun:
+        """Run (or continue) this run's fit to its end, on this machine."""
         if not self.half_finished:
             self.record_settings()
         start = time.perf_counter()
@@ -217,12 +269,29 @@ class StudyRun:
             status = children.run(self.command(), log)
         if status in STOPPED_STATUSES:
             raise TrainingStopped(f"run {self.folder} was stopped; {RESUME_HINT}")
+        if status < 0:
+            name = signal.Signals(-status).name
+            raise FitKilled(f"run {self.folder} was killed by {name}; see {self.folder / 'fit.log'}")
         if status != 0:
             raise StudyRunFailed(f"run {self.folder} failed with status {status}; see {self.folder / 'fit.log'}")
         seconds = time.perf_counter() - start
         timing = self.folder / "wall_clock.json"
         previous = json.loads(timing.read_text())["seconds"] if timing.exists() else 0.0
         timing.write_text(json.dumps({"seconds": previous + seconds}))
+        return FinishedRun(self.summary(), previous + seconds, platform.node())
+
+    def _final_result(self) -> dict[str, Any]:
+        """The final evaluation on this run's start setting (its result.json entry)."""
+        return json.loads(self.result_path.read_text())[self.spec.result_key[self.start]]
+
+    def summary(self) -> str:
+        """The final evaluation in a few words: its success rate, or mean return where the task has none."""
+        if not self.result_path.exists():
+            return "no result.json"
+        result = self._final_result()
+        if result.get("success_rate") is not None:
+            return f"success {result['success_rate']:.2f}"
+        return f"return {result['mean_return']:.1f}"
 
     def score(self, best: bool = False) -> float | None:
         """The success rate (or mean return) on this start setting once the run finished: of its
@@ -232,7 +301,7 @@ class StudyRun:
             return None
         if best:
             return max(value for _, value in self.curve())
-        result = json.loads(self.result_path.read_text())[self.spec.result_key[self.start]]
+        result = self._final_result()
         return result["success_rate"] if result.get("success_rate") is not None else result["mean_return"]
 
     def curve(self) -> list[tuple[float, float]]:
@@ -271,10 +340,23 @@ class ChildProcesses:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
             self._running.add(process)
         try:
+            return self._wait(process)
+        except KeyboardInterrupt:  # a cancelled Ray task (study_launchers.py): stop the fit as SIGTERM to the study would
+            process.send_signal(signal.SIGTERM)
             return process.wait()
         finally:
             with self._lock:
                 self._running.discard(process)
+
+    @staticmethod
+    def _wait(process: subprocess.Popen) -> int:
+        # Short waits: Ray cancels a task by raising in its thread between bytecodes, which a
+        # single blocking wait would never reach.
+        while True:
+            try:
+                return process.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                continue
 
     def stop_all(self) -> None:
         with self._lock:
@@ -283,9 +365,9 @@ class ChildProcesses:
                 process.send_signal(signal.SIGTERM)
 
 
-def run_study(spec: StudySpec, only_starts: list[str] | None = None, only_methods: list[str] | None = None) -> None:
+def run_study(spec: StudySpec, launcher: Launcher, only_starts: list[str] | None = None, only_methods: list[str] | None = None) -> None:
     """Run every unfinished run (of the ``only_starts`` start settings and ``only_methods`` methods,
-    if given), ``spec.parallel`` at a time, with a progress bar over runs."""
+    if given) with ``launcher``, with a line per finished run and a progress bar over runs."""
     _check_known("--start-settings", only_starts, list(spec.start_settings), spec.path)
     _check_known("--methods", only_methods, [method.name for method in spec.methods], spec.path)
     selected = [
@@ -298,29 +380,20 @@ def run_study(spec: StudySpec, only_starts: list[str] | None = None, only_method
         run.check_settings_unchanged()  # before any fit starts: a mismatch stops the study at once
     total = len(selected)
     print(f"study {spec.path}: {total - len(pending)} of {total} runs finished, {len(pending)} to go -> {spec.out_dir}", flush=True)
-    children = ChildProcesses()
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: children.stop_all())
-    try:
-        with tqdm(total=total, initial=total - len(pending), desc="study runs", unit="run") as bar, ThreadPoolExecutor(spec.parallel) as pool:
-            futures = {pool.submit(run.execute, children): run for run in pending}
-            failures = []
-            try:
-                for future in as_completed(futures):
-                    run = futures[future]
-                    try:
-                        future.result()
-                    except StudyRunFailed as failure:  # the other runs go on; the failure is reported at the end
-                        failures.append(str(failure))
-                        bar.write(f"FAILED {run.method.name} / {run.start} / seed {run.seed}: {failure}")
-                        continue
-                    bar.write(f"finished {run.method.name} / {run.start} / seed {run.seed}: {run.score()}")
-                    bar.update()
-            except (KeyboardInterrupt, TrainingStopped):
-                children.stop_all()
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise TrainingStopped(f"study stopped; {RESUME_HINT}") from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    failures = []
+    with tqdm(total=total, initial=total - len(pending), desc="study runs", unit="run") as bar:
+
+        def report(run: StudyRun, outcome: FinishedRun | StudyRunFailed) -> None:
+            name = f"{run.method.name} / {run.start} / seed {run.seed}"
+            if isinstance(outcome, StudyRunFailed):  # the other runs go on; the failure is reported at the end
+                failures.append(str(outcome))
+                bar.write(f"FAILED {name}: {outcome}")
+                return
+            bar.update()
+            bar.write(f"finished {bar.n}/{total}: {name}: {outcome.summary}, {outcome.seconds:.0f} s on {outcome.node}")
+
+        if pending:  # none: no cluster to connect to
+            launcher.launch(pending, report)
     if failures:
         raise StudyRunFailed(f"{len(failures)} run(s) failed: " + "; ".join(failures))
 

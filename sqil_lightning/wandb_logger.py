@@ -39,6 +39,7 @@ class WandbSettings:
         save_dir: where offline runs are kept (``<save_dir>/wandb/offline-run-*``, upload them
             later with ``wandb sync``).
         tags: W&B tags of the run.
+        group: W&B group of the run, so a dashboard shows related runs together (a study sets its name).
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class WandbSettings:
         name: str | None = None,
         save_dir: str = "runs",
         tags: list[str] | None = None,
+        group: str | None = None,
     ) -> None:
         if mode not in WANDB_MODES:
             raise ConfigError(f"wandb.mode = {mode!r} is invalid; choose one of {list(WANDB_MODES)}")
@@ -56,6 +58,7 @@ class WandbSettings:
         self.name = name
         self.save_dir = save_dir
         self.tags = list(tags or [])
+        self.group = group
 
     def resolved_mode(self) -> str:
         """``online``, ``offline`` or ``disabled``: what ``auto`` means on this machine."""
@@ -84,4 +87,5 @@ class WandbSettings:
             save_dir=self.save_dir,
             offline=mode == "offline",
             tags=self.tags,
+            group=self.group,
         )
