@@ -15,7 +15,7 @@ import numpy as np
 from torchrl.envs import Compose, DoubleToFloat, EnvBase, GymWrapper, RewardSum, TransformedEnv
 from torchrl.envs.libs.gym import default_info_dict_reader
 
-from sqil_lightning import atari, car_racing
+from sqil_lightning import atari, car_racing, lunar_lander_site
 from sqil_lightning.demos import EnvSpaces
 from sqil_lightning.errors import UserInputError
 from sqil_lightning.pixels import PixelPipeline
@@ -23,6 +23,7 @@ from sqil_lightning.start_states import ShiftedStarts, StartShift
 
 atari.register()
 car_racing.register()
+lunar_lander_site.register()
 
 
 class EnvIdError(UserInputError):
@@ -55,11 +56,13 @@ class LunarLanderSuccess(gym.Wrapper):
 # Task-specific success definitions, keyed by the env id's name without its version.
 SUCCESS_WRAPPERS: dict[str, Callable[[gym.Env], gym.Wrapper]] = {
     "LunarLander": LunarLanderSuccess,
+    # Its x is measured from the site, so |x| <= 0.2 is between the site's flags.
+    "LunarLanderSite": LunarLanderSuccess,
 }
 
 
 # The tasks the project ships configs for, suggested when an env id is unknown.
-PROJECT_ENV_IDS = ("LunarLander-v3", "Pendulum-v1", "HalfCheetah-v5", "Humanoid-v5", car_racing.ENV_ID, atari.ENV_ID)
+PROJECT_ENV_IDS = ("LunarLander-v3", lunar_lander_site.ENV_ID, "Pendulum-v1", "HalfCheetah-v5", "Humanoid-v5", car_racing.ENV_ID, atari.ENV_ID)
 
 
 def _success_wrapper(env_id: str) -> Callable[[gym.Env], gym.Wrapper] | None:
