@@ -83,8 +83,9 @@ def _did_you_mean(key: str, what: str, prefix: str, option: str, candidates: lis
 
 def _model_class(class_path: str) -> type | None:
     # Looked up among the learners, never imported: the name comes from the user's config.
-    by_name = {name.rsplit(".", 1)[-1]: cls for name, cls in learner_classes().items()}
-    return learner_classes().get(class_path) or by_name.get(class_path.rsplit(".", 1)[-1])
+    learners = learner_classes()
+    by_name = {cls.__qualname__: cls for cls in learners.values()}   # as configs spell it: sqil_lightning.SoftQSQIL
+    return learners.get(class_path) or by_name.get(class_path.rsplit(".", 1)[-1])
 
 
 def _init_arguments(cls: type | None) -> list[str]:
