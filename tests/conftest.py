@@ -84,16 +84,15 @@ def expect_user_error(capsys):
 PENDULUM_EXPERT_STEPS, PENDULUM_EXPERT_INITIAL_FRAMES = 40, 64
 
 
-@pytest.fixture(scope="session")
-def pendulum_expert(tmp_path_factory):
-    """Train the tiny expert once per session in its own tmp dir; the fitted CLI object and paths."""
+def pendulum_expert_fit(tmp_path):
+    """Train the tiny expert in ``tmp_path``; the fitted CLI object and paths."""
     import warnings
     from pathlib import Path
 
     from sqil_lightning.cli import lightning_main
 
     repo = Path(__file__).resolve().parents[1]
-    tmp_path = tmp_path_factory.mktemp("pendulum_expert")
+    tmp_path.mkdir(parents=True, exist_ok=True)
     args = [
         "fit",
         "--config", str(repo / "conf" / "pendulum.yaml"),
@@ -108,7 +107,7 @@ def pendulum_expert(tmp_path_factory):
         "--evaluation.final_episodes", "1",
         "--evaluation.every_n_steps", "1000",
         "--model.hidden_sizes", "[16,16]",
-    ]
+    ]  # fmt: skip
     with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         mp.chdir(tmp_path)
@@ -120,3 +119,9 @@ def pendulum_expert(tmp_path_factory):
         "steps": PENDULUM_EXPERT_STEPS,
         "initial_frames": PENDULUM_EXPERT_INITIAL_FRAMES,
     }
+
+
+@pytest.fixture(scope="session")
+def pendulum_expert(tmp_path_factory):
+    """The tiny expert, trained once per session in its own tmp dir."""
+    return pendulum_expert_fit(tmp_path_factory.mktemp("pendulum_expert"))
