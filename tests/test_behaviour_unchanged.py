@@ -19,9 +19,7 @@ import pytest
 import torch
 
 from sqil_lightning.cli import lightning_main, main
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fit_process import REPO, fast_fit_args  # noqa: E402
+from fit_process import REPO, fast_fit_args
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
