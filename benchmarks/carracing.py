@@ -23,17 +23,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_runs import ROOT, fit  # noqa: E402
 from results_file import append_section, machine_line  # noqa: E402
 
-from sqil_lightning.car_racing import ENV_ID, RotatedStart  # noqa: E402
-from sqil_lightning.envs import make_env  # noqa: E402
-from sqil_lightning.evaluation import evaluate_policy  # noqa: E402
-from sqil_lightning.experts import make_expert  # noqa: E402
-from sqil_lightning.pixels import PixelPipeline  # noqa: E402
+from sqil_lightning.envs.car_racing import ENV_ID, RotatedStart  # noqa: E402
+from sqil_lightning.envs.make import make_env  # noqa: E402
+from sqil_lightning.envs.policy_evaluation import evaluate_policy  # noqa: E402
+from sqil_lightning.demos.experts import make_expert  # noqa: E402
+from sqil_lightning.envs.pixels import PixelPipeline  # noqa: E402
 from torchrl.envs.utils import RandomPolicy  # noqa: E402
 
 CONFIG = "conf/carracing.yaml"
 PIXELS = PixelPipeline(size=64)
 EVAL_SEED = 1_000_000
-ROTATED = '{"class_path": "sqil_lightning.car_racing.RotatedStart"}'
+ROTATED = '{"class_path": "sqil_lightning.envs.car_racing.RotatedStart"}'
 # run name -> (overrides, {start set scored: its key in the run's result.json})
 RUNS = {
     "sqil_s0_demo": ([], {"s0_demo": "greedy"}),

@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_runs import ROOT, eval_curve, finished, fit  # noqa: E402
 from results_file import RESULTS, append_section, machine_line  # noqa: E402
 
-from sqil_lightning.demos import DemoSet  # noqa: E402
-from sqil_lightning.envs import make_env  # noqa: E402
-from sqil_lightning.evaluation import evaluate_policy  # noqa: E402
+from sqil_lightning.demos.store import DemoSet  # noqa: E402
+from sqil_lightning.envs.make import make_env  # noqa: E402
+from sqil_lightning.envs.policy_evaluation import evaluate_policy  # noqa: E402
 from torchrl.envs.utils import RandomPolicy  # noqa: E402
 
 TASKS = {"pendulum": ("Pendulum-v1", 0.9), "halfcheetah": ("HalfCheetah-v5", 0.8)}  # env, required fraction

@@ -43,10 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_runs import ROOT, eval_curve, finished, fit  # noqa: E402
 from results_file import RESULTS, append_section, machine_line  # noqa: E402
 
-from sqil_lightning.evaluation import evaluate_policy  # noqa: E402
-from sqil_lightning.experts import generate_expert_demos, make_expert  # noqa: E402
-from sqil_lightning.networks import build_network  # noqa: E402
-from sqil_lightning.policies import boltzmann_policy  # noqa: E402
+from sqil_lightning.envs.policy_evaluation import evaluate_policy  # noqa: E402
+from sqil_lightning.demos.experts import generate_expert_demos, make_expert  # noqa: E402
+from sqil_lightning.learners.networks import build_network  # noqa: E402
+from sqil_lightning.learners.policies import boltzmann_policy  # noqa: E402
 
 ENV_ID, EVAL_SEED, EPISODES = "LunarLander-v3", 1_000_000, 100
 PEER_PACKAGES = ["imitation==1.0.1", "box2d", "pygame"]  # box2d: the prebuilt wheel of gymnasium[box2d]'s Box2D

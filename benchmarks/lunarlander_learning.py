@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_runs import ROOT, eval_curve, finished, fit  # noqa: E402
 from results_file import RESULTS, append_section, machine_line  # noqa: E402
 
-from sqil_lightning.evaluation import evaluate_policy  # noqa: E402
-from sqil_lightning.experts import make_expert  # noqa: E402
+from sqil_lightning.envs.policy_evaluation import evaluate_policy  # noqa: E402
+from sqil_lightning.demos.experts import make_expert  # noqa: E402
 
 CONFIG = "conf/lunarlander.yaml"
 

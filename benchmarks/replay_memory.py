@@ -21,12 +21,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_file import append_section, machine_line  # noqa: E402
 
-from sqil_lightning import atari  # noqa: E402
-from sqil_lightning.car_racing import ENV_ID as CAR_RACING  # noqa: E402
-from sqil_lightning.envs import make_env  # noqa: E402
-from sqil_lightning.frame_replay import StackedFrames  # noqa: E402
-from sqil_lightning.pixels import PixelPipeline  # noqa: E402
-from sqil_lightning.replay import online_storage, relabel_online_rewards  # noqa: E402
+from sqil_lightning.envs import atari  # noqa: E402
+from sqil_lightning.envs.car_racing import ENV_ID as CAR_RACING  # noqa: E402
+from sqil_lightning.envs.make import make_env  # noqa: E402
+from sqil_lightning.data.frame_replay import StackedFrames  # noqa: E402
+from sqil_lightning.envs.pixels import PixelPipeline  # noqa: E402
+from sqil_lightning.data.replay import online_storage  # noqa: E402
+from sqil_lightning.sqil import agent_rows  # noqa: E402
 
 LAYOUTS = {
     "LunarLander-v3, 8 float32": ("LunarLander-v3", None),
@@ -43,7 +44,7 @@ def stored_row_bytes(env_id: str, pixels: PixelPipeline | None, compact: bool, s
     env = make_env(env_id, seed=0, pixels=pixels)
     collected = env.rollout(steps)
     env.close()
-    rows = relabel_online_rewards(collected)
+    rows = agent_rows(collected)
     if compact:
         frames = StackedFrames(pixels.frame_stack, collected["observation"].shape[-3] // pixels.frame_stack)
         rows = frames.compact(rows, collected["step_count"].reshape(-1))

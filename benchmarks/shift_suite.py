@@ -27,8 +27,10 @@ from results_file import append_section
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sqil_lightning.study import StudySpec, mean_and_standard_error  # noqa: E402
-from sqil_lightning.study_report import reference_scores  # noqa: E402
+from sqil_lightning.studies.spec import StudySpec  # noqa: E402
+
+from sqil_lightning.studies.study import mean_and_standard_error  # noqa: E402
+from sqil_lightning.studies.report import reference_scores  # noqa: E402
 
 STUDY = REPO / "conf" / "studies" / "shift_suite.yaml"
 BENCHMARKS = REPO / "docs" / "benchmarks"

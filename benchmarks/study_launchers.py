@@ -29,11 +29,11 @@ from results_file import append_section, machine_line  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sqil_lightning.study import StudyRun, StudySpec  # noqa: E402
+from sqil_lightning.studies.spec import StudyRun, StudySpec  # noqa: E402
 
 LAUNCHERS = ("local", "ray")
 # A check that the script runs end to end, in seconds a fit: tests/conf/fast.yaml's sizes.
-TINY_COMMON = {"trainer.max_steps": 120, "data.initial_frames": 100, "data.demo_episodes": 3, "evaluation.episodes": 2}
+TINY_COMMON = {"trainer.max_steps": 120, "data.initial_env_steps": 100, "data.demo_episodes": 3, "evaluation.episodes": 2}
 
 
 def study_copy(config: Path, out: Path, tiny: bool) -> Path:

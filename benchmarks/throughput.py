@@ -34,15 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from results_file import append_section, machine_line  # noqa: E402
 
-from callbacks import FastPaths, PeriodicRollout  # noqa: E402
-from sqil_lightning.async_collector import COLLECTORS  # noqa: E402
-from sqil_lightning.datamodule import SQILDataModule  # noqa: E402
-from sqil_lightning.envs import make_env  # noqa: E402
-from sqil_lightning.experts import record_demos  # noqa: E402
-from sqil_lightning.learner import OffPolicyLearner  # noqa: E402
-from sqil_lightning.sac_module import SACSQIL  # noqa: E402
-from sqil_lightning.soft_bellman import soft_bellman_target, soft_value, sqil_loss  # noqa: E402
-from sqil_lightning.soft_q_module import SoftQSQIL  # noqa: E402
+from sqil_lightning.callbacks import FastPaths, PeriodicRollout  # noqa: E402
+from sqil_lightning.data.collectors import COLLECTORS  # noqa: E402
+from sqil_lightning.data.datamodule import SQILDataModule  # noqa: E402
+from sqil_lightning.envs.make import make_env  # noqa: E402
+from sqil_lightning.demos.experts import record_demos  # noqa: E402
+from sqil_lightning.learners.base import OffPolicyLearner  # noqa: E402
+from sqil_lightning.learners.sac import SACSQIL  # noqa: E402
+from sqil_lightning.learners.soft_bellman import soft_bellman_target, soft_value, sqil_loss  # noqa: E402
+from sqil_lightning.learners.soft_q import SoftQSQIL  # noqa: E402
 
 KEYS = ("observation", "action", ("next", "observation"), ("next", "reward"), ("next", "terminated"))
 
@@ -56,7 +56,6 @@ class Bench:
     env_id: str
     demo_path: str | None  # None: the datamodule's default expert makes the demos
     steps: int  # timed updates per loop
-    gamma: float  # the module's default discount (the datamodule's absorbing reward uses it)
 
 
 # The loops timed for each module: (label, updates per Lightning step, fast.fused_adam, fast.compile);
@@ -100,17 +99,18 @@ def make_datamodule(
         env_id=bench.env_id,
         demo_path=bench.demo_path,
         demo_expert="lunarlander_scripted" if bench.demo_path is None else None,
-        gamma=bench.gamma,
         batch_size=batch_size,
         sample_chunk=sample_chunk,
-        initial_frames=5000,
+        initial_env_steps=5000,
         updates_per_step=updates_per_step,
         collector=collector,
     )
     datamodule.setup("fit")
-    datamodule.start_collector(None, "cpu")  # uniformly random actions fill the online partition
-    while datamodule.env_steps < datamodule.hparams.initial_frames:
-        datamodule.collect()
+    datamodule.connect(new_module(bench, datamodule))
+    experience = datamodule.experience
+    experience.start(None, "cpu", 0)  # uniformly random actions fill the online partition
+    while experience.env_steps < datamodule.hparams.initial_env_steps:
+        experience.collect()
     datamodule.teardown("fit")  # `fit` starts its own collector, acting with its module's policy
     return datamodule
 
@@ -143,7 +143,7 @@ def lightning_updates_per_second(
 def bare_updates_per_second(bench: Bench, datamodule: SQILDataModule, steps: int, warmup: int, fused: bool) -> float:
     """The same updates with no framework: random rows of preallocated tensors, plain Adam."""
     hp = datamodule.hparams
-    demo, online = datamodule.buffer.offline_buffer[:], datamodule.buffer.online_buffer[:]
+    demo, online = datamodule.experience.batches.demos[:], datamodule.experience.batches.online[:]
     n_demo = round(hp.demo_fraction * hp.batch_size)
     n_online = hp.batch_size - n_demo
     is_demo = torch.cat([torch.ones(n_demo, dtype=torch.bool), torch.zeros(n_online, dtype=torch.bool)])
@@ -210,11 +210,12 @@ def bare_sac_update(module: SACSQIL):
 
 def collection_steps_per_second(bench: Bench, datamodule: SQILDataModule, frames: int) -> float:
     module = new_module(bench, datamodule)
-    datamodule.start_collector(module.policy(deterministic=False), "cpu")
-    start_steps, start = datamodule.env_steps, time.perf_counter()
-    while datamodule.env_steps - start_steps < frames:
-        datamodule.collect()
-    rate = (datamodule.env_steps - start_steps) / (time.perf_counter() - start)
+    experience = datamodule.experience
+    experience.start(module.policy(deterministic=False), "cpu", 0)
+    start_steps, start = experience.env_steps, time.perf_counter()
+    while experience.env_steps - start_steps < frames:
+        experience.collect()
+    rate = (experience.env_steps - start_steps) / (time.perf_counter() - start)
     datamodule.teardown("fit")
     return rate
 
@@ -257,8 +258,8 @@ def main() -> None:
     torch.set_num_threads(1)  # every loop, as the CLI's default `torch_threads: 1`
 
     benches = {
-        "soft_q": Bench("soft-Q, LunarLander-v3, 128x128", SoftQSQIL, "LunarLander-v3", None, args.soft_q_steps, 0.97),
-        "sac": Bench("SAC, HalfCheetah-v5, 256x256", SACSQIL, "HalfCheetah-v5", None, args.sac_steps, 0.99),
+        "soft_q": Bench("soft-Q, LunarLander-v3, 128x128", SoftQSQIL, "LunarLander-v3", None, args.soft_q_steps),
+        "sac": Bench("SAC, HalfCheetah-v5, 256x256", SACSQIL, "HalfCheetah-v5", None, args.sac_steps),
     }
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,10 +11,10 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
-from callbacks.step_interval import intervals_passed
+from sqil_lightning.callbacks.step_interval import intervals_passed
 from sqil_lightning.errors import ConfigError
-from sqil_lightning.evaluation import EvalResult, evaluate_policy
-from sqil_lightning.video import render_episode, save_gif
+from sqil_lightning.envs.policy_evaluation import EvalResult, evaluate_policy
+from sqil_lightning.envs.video import render_episode, save_gif
 
 VIDEO_HINT = "MuJoCo renders off-screen with MUJOCO_GL=egl (GPU) or MUJOCO_GL=osmesa (CPU, needs OSMesa)"
 
@@ -37,7 +37,7 @@ class Evaluation(Callback):
             ``stochastic``.
         video_every_n_evaluations: every n-th evaluation (rank 0) also renders its first episode
             of each mode into ``<trainer.default_root_dir>/videos/`` as a GIF and logs it to any
-            W&B logger as ``eval/<how>/video``; 0 never renders (see `sqil_lightning.video`).
+            W&B logger as ``eval/<how>/video``; 0 never renders (see `sqil_lightning.envs.video`).
 
     Episode i of every evaluation starts from ``reset(seed=data.eval_seed + i)``.
     """
@@ -87,8 +87,7 @@ class Evaluation(Callback):
         env's own starts (S0^demo, ``eval/<how>/…``) and from the shifted ones (S0^train,
         ``eval_shifted/<how>/…``; result key ``<how>_shifted``).
         """
-        datamodule = trainer.datamodule
-        env_id, seed = datamodule.hparams.env_id, datamodule.hparams.eval_seed
+        task = trainer.datamodule.task
         started = time.perf_counter()
         # Training alone (the time-to-success figures): this fit's wall-clock without its evaluations.
         self._train_s = started - self._fit_start - self._evaluating_s
@@ -96,19 +95,19 @@ class Evaluation(Callback):
         every = self.video_every_n_evaluations
         with_video = every > 0 and self.evaluations_done % every == 0
         start_sets = [("eval", "", None)]
-        if datamodule.start_shift is not None:
-            start_sets.append(("eval_shifted", "_shifted", datamodule.start_shift))
+        if task.start_shift is not None:
+            start_sets.append(("eval_shifted", "_shifted", task.start_shift))
         results = {}
         for mode in self.modes:
             deterministic = mode == "deterministic"
             policy = pl_module.policy(deterministic=deterministic)
             label = pl_module.deterministic_label if deterministic else mode
             for prefix, suffix, shift in start_sets:
-                result = evaluate_policy(env_id, policy, episodes, seed, start_shift=shift, pixels=datamodule.pixels)
+                result = evaluate_policy(task.env_id, policy, episodes, task.eval_seed, start_shift=shift, pixels=task.pixels)
                 results[label + suffix] = result
                 self._log_result(trainer, f"{prefix}/{label}", result, progress_key=label + suffix)
             if with_video:
-                self._log_video(trainer, policy, label, seed)
+                self._log_video(trainer, policy, label, task.eval_seed)
         self._evaluating_s += time.perf_counter() - started
         return results
 
@@ -116,7 +115,7 @@ class Evaluation(Callback):
         metrics = {f"{prefix}/return": result.mean_return, f"{prefix}/episode_length": result.mean_length}
         if result.success_rate is not None:
             metrics[f"{prefix}/success_rate"] = result.success_rate
-        metrics["env_steps"] = float(trainer.datamodule.env_steps)
+        metrics["env_steps"] = float(trainer.datamodule.experience.env_steps)
         metrics["time/elapsed_s"] = time.perf_counter() - self._fit_start
         metrics["time/train_s"] = self._train_s
         for logger in trainer.loggers:
@@ -128,9 +127,9 @@ class Evaluation(Callback):
     @staticmethod
     def _log_video(trainer: Trainer, policy, label: str, seed: int) -> None:
         """Render the evaluation's first episode to a GIF and hand it to every W&B logger."""
-        datamodule = trainer.datamodule
+        task = trainer.datamodule.task
         try:
-            frames = render_episode(datamodule.hparams.env_id, policy, seed, pixels=datamodule.pixels)
+            frames = render_episode(task.env_id, policy, seed, pixels=task.pixels)
         except Exception as err:  # noqa: BLE001 - rendering needs a GL stack the machine may lack
             rank_zero_warn(f"evaluation video skipped ({type(err).__name__}: {err}); {VIDEO_HINT}")
             return
@@ -170,9 +169,9 @@ class Evaluation(Callback):
         log_dir.mkdir(parents=True, exist_ok=True)
         self.result_path = log_dir / "result.json"
         payload = {
-            "env_id": trainer.datamodule.hparams.env_id,
+            "env_id": trainer.datamodule.task.env_id,
             "global_step": trainer.global_step,
-            "env_steps": trainer.datamodule.env_steps,
+            "env_steps": trainer.datamodule.experience.env_steps,
             "train_seconds": train_seconds,
             "final_eval_seconds": time.perf_counter() - self._fit_start - train_seconds,
             **{mode: result.to_dict() for mode, result in results.items()},
@@ -182,7 +181,7 @@ class Evaluation(Callback):
         for logger in trainer.loggers:
             logger.save()  # flush buffered metrics so the file printed below is complete
         metrics = [self._metrics_location(lg) for lg in trainer.loggers]
-        seed = trainer.datamodule.hparams.eval_seed
+        seed = trainer.datamodule.task.eval_seed
         lines = [f"final evaluation over {self.final_episodes} episodes (seeds {seed}…{seed + self.final_episodes - 1}):"]
         for mode, result in results.items():
             success = "" if result.success_rate is None else f", success rate {result.success_rate:.2f}"

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from callbacks.step_interval import intervals_passed
+from sqil_lightning.callbacks.step_interval import intervals_passed
 from sqil_lightning.errors import ConfigError
 
 
 class PeriodicRollout(Callback):
-    """Every ``every_n_steps`` gradient steps, the datamodule collects ``data.rollout_frames`` env
+    """Every ``every_n_steps`` gradient steps, the experience collects ``data.rollout_env_steps`` env
     steps with the current (sampling) policy into the online partition.
 
     Args:
-        every_n_steps: k of Algorithm 1; with ``data.rollout_frames`` it sets the
-            update-to-data ratio (k / rollout_frames gradient steps per env step). When a Lightning
+        every_n_steps: k of Algorithm 1; with ``data.rollout_env_steps`` it sets the
+            update-to-data ratio (k / rollout_env_steps gradient steps per env step). When a Lightning
             step makes several updates (``data.updates_per_step``), the rollouts it passed follow
             its updates: with k a multiple of ``updates_per_step`` they fall exactly where they
             would with one update a step.
@@ -29,10 +29,10 @@ class PeriodicRollout(Callback):
         rollouts = intervals_passed(trainer, batch, self.every_n_steps)
         if not rollouts:
             return
-        datamodule = trainer.datamodule
+        experience = trainer.datamodule.experience
         episode_stats = {}
         for _ in range(rollouts):
-            episode_stats = datamodule.collect() or episode_stats
-        pl_module.log("env_steps", float(datamodule.env_steps), prog_bar=True)
+            episode_stats = experience.collect() or episode_stats
+        pl_module.log("env_steps", float(experience.env_steps), prog_bar=True)
         if episode_stats:
             pl_module.log_dict(episode_stats)

@@ -6,7 +6,7 @@ import time
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from callbacks.step_interval import intervals_passed
+from sqil_lightning.callbacks.step_interval import intervals_passed
 
 
 class Throughput(Callback):
@@ -21,12 +21,12 @@ class Throughput(Callback):
         self._since: tuple[float, int, int] | None = None  # (time, global step, env steps) of the window's start
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._since = (time.perf_counter(), trainer.global_step, trainer.datamodule.env_steps)
+        self._since = (time.perf_counter(), trainer.global_step, trainer.datamodule.experience.env_steps)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         if self._since is None or not intervals_passed(trainer, batch, trainer.log_every_n_steps):
             return
-        now, step, env_steps = time.perf_counter(), trainer.global_step, trainer.datamodule.env_steps
+        now, step, env_steps = time.perf_counter(), trainer.global_step, trainer.datamodule.experience.env_steps
         start, start_step, start_env_steps = self._since
         elapsed = now - start
         if elapsed > 0 and step > start_step:

@@ -1,3 +1,3 @@
-from sqil_lightning.cli import main
+from sqil_lightning.commands import main
 
 main()

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from sqil_lightning.errors import ConfigError
-from sqil_lightning.learner import learner_classes
+from sqil_lightning.learners.base import learner_classes
 
 HELP_HINT = "python -m sqil_lightning fit --help lists every key"
 

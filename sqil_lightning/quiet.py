@@ -93,6 +93,8 @@ def silence_wandb_noise() -> None:
     """Drop W&B's terminal lines listed in ``BENIGN_WANDB_LINES`` (imports W&B)."""
     from wandb.errors import term
 
+    # W&B 0.31 prints every terminal line through this private function, and has no public filter
+    # (tests/test_library_privates.py notices if it goes; the lines then print as they are).
     log = getattr(term, "_log", None)
     if log is None or getattr(log, "sqil_quiet", False):
         return  # another W&B version (its lines then print as they are), or already installed

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from fit_process import REPO
+
 # The suite runs on a 2-core machine next to other work: one intra-op thread is fastest for
 # these tiny networks and keeps timings stable.
 torch.set_num_threads(1)
@@ -44,7 +46,7 @@ def make_demo_arrays():
 @pytest.fixture(scope="session")
 def lunarlander_demo_file(tmp_path_factory):
     """Two scripted-expert LunarLander episodes saved as a demo file (generated once per session)."""
-    from sqil_lightning.experts import generate_expert_demos
+    from sqil_lightning.demos.experts import generate_expert_demos
 
     path = tmp_path_factory.mktemp("demos") / "ll_scripted_2.npz"
     generate_expert_demos("lunarlander_scripted", episodes=2, seed=0, out=path)
@@ -57,7 +59,7 @@ def expect_user_error(capsys):
 
     Returns that line.
     """
-    from sqil_lightning.cli import main
+    from sqil_lightning.commands import main
 
     def run(args: list[str]) -> str:
         capsys.readouterr()
@@ -86,30 +88,25 @@ PENDULUM_EXPERT_STEPS, PENDULUM_EXPERT_INITIAL_FRAMES = 40, 64
 
 def pendulum_expert_fit(tmp_path):
     """Train the tiny expert in ``tmp_path``; the fitted CLI object and paths."""
-    import warnings
-    from pathlib import Path
-
     from sqil_lightning.cli import lightning_main
 
-    repo = Path(__file__).resolve().parents[1]
     tmp_path.mkdir(parents=True, exist_ok=True)
     args = [
         "fit",
-        "--config", str(repo / "conf" / "pendulum.yaml"),
-        "--config", str(repo / "conf" / "experts" / "pendulum.yaml"),
+        "--config", str(REPO / "conf" / "pendulum.yaml"),
+        "--config", str(REPO / "conf" / "experts" / "pendulum.yaml"),
         "--trainer.max_steps", str(PENDULUM_EXPERT_STEPS),
         "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",
         "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
         "--checkpoint.dirpath", str(tmp_path / "expert"),
-        "--data.initial_frames", str(PENDULUM_EXPERT_INITIAL_FRAMES),
+        "--data.initial_env_steps", str(PENDULUM_EXPERT_INITIAL_FRAMES),
         "--data.batch_size", "32",
         "--evaluation.final_episodes", "1",
         "--evaluation.every_n_steps", "1000",
         "--model.hidden_sizes", "[16,16]",
     ]  # fmt: skip
-    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp_path)
         cli = lightning_main(args, run=True)
     return {
@@ -117,7 +114,7 @@ def pendulum_expert_fit(tmp_path):
         "tmp_path": tmp_path,
         "checkpoint": tmp_path / "expert" / "last.ckpt",
         "steps": PENDULUM_EXPERT_STEPS,
-        "initial_frames": PENDULUM_EXPERT_INITIAL_FRAMES,
+        "initial_env_steps": PENDULUM_EXPERT_INITIAL_FRAMES,
     }
 
 

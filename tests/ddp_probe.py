@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torchrl.data import ReplayBuffer
 
-from callbacks import Evaluation
+from sqil_lightning.callbacks import Evaluation
 
 
 def _observations(buffer: ReplayBuffer | None) -> torch.Tensor | None:
@@ -59,7 +59,7 @@ class DDPProbe(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         datamodule = trainer.datamodule
-        buffer = datamodule.buffer  # an OfflineToOnlineReplayBuffer (SQIL) or the online buffer alone
+        buffer = datamodule.experience.buffer  # an OfflineToOnlineReplayBuffer (SQIL) or the online buffer alone
         demos = getattr(buffer, "offline_buffer", None)
         online = getattr(buffer, "online_buffer", buffer)
         self.record = {
@@ -67,7 +67,7 @@ class DDPProbe(Callback):
             "world_size": trainer.world_size,
             "strategy": type(trainer.strategy).__name__,
             "global_step": trainer.global_step,
-            "env_steps": datamodule.env_steps,
+            "env_steps": datamodule.experience.env_steps,
             "state_dict": {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()},
             "online_observations": _observations(online),
             "demo_observations": _observations(demos),

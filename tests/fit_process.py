@@ -1,10 +1,14 @@
-"""A `sqil_lightning fit` run as a subprocess, for the tests that stop and resume real runs."""
+"""What the tests share to run `fit`: the repository's paths, the arguments of a short LunarLander
+fit, the environment of a subprocess run, and `FitProcess`, a `fit` run as a subprocess (for the
+tests that stop and resume real runs). Tests import it as ``from fit_process import ...`` (tests/
+is on sys.path, as the folder of the rootdir conftest)."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,20 +16,27 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_CONFIG = REPO / "conf" / "lunarlander.yaml"
-FAST_CONFIG = REPO / "tests" / "conf" / "fast.yaml"
+FAST_CONFIG = REPO / "tests" / "conf" / "fast.yaml"  # 300 steps with data.updates_per_step 4
+# `python -m sqil_lightning`, for the tests that run the command line as a subprocess.
+SQIL_COMMAND = [sys.executable, "-m", "sqil_lightning"]
+
+
+def fit_args(*extra: str) -> list[str]:
+    """`fit` arguments of conf/lunarlander.yaml with the 300-step overlay tests/conf/fast.yaml,
+    then ``extra``."""
+    return ["fit", "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG), *extra]
 
 
 def fast_fit_args(root: Path, *extra: str) -> list[str]:
     """`fit` arguments of a short LunarLander run logging under ``root``: the 300-step overlay
     tests/conf/fast.yaml, a small online partition (snapshots of a few hundred KiB), 2 demo
     episodes and a constant learning rate (a resume that changes max_steps stays exact)."""
-    return [
-        "fit", "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG),
+    return fit_args(
         "--trainer.logger.init_args.save_dir", str(root / "logs"),
         "--data.online_capacity", "2000", "--data.demo_episodes", "2",
         "--model.init_args.final_lr_fraction", "1",
         *extra,
-    ]  # fmt: skip
+    )  # fmt: skip
 
 
 def fit_env() -> dict[str, str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -21,27 +20,23 @@ import torch
 from torchrl.collectors import MultiAsyncCollector
 from torchrl.data import LazyTensorStorage, RandomSampler, ReplayBuffer
 
-import sqil_lightning.datamodule as datamodule_module
-from sqil_lightning import SACSQIL, SoftQSQIL, SQILDataModule, atari
+import sqil_lightning.data.experience as experience_module
+from sqil_lightning import SACSQIL, SoftQSQIL, SQILDataModule
+from sqil_lightning.envs import atari
 from sqil_lightning.cli import lightning_main
-from sqil_lightning.demos import DemoSet
-from sqil_lightning.envs import make_env, make_gym_env
+from sqil_lightning.demos.store import DemoSet
+from sqil_lightning.envs.make import make_env, make_gym_env
 from sqil_lightning.errors import ConfigError
-from sqil_lightning.pixels import PixelPipeline
-from sqil_lightning.replay_snapshot import checkpoint_snapshot, load_snapshot
-from sqil_lightning.start_states import LunarLanderOffset
+from sqil_lightning.envs.pixels import PixelPipeline
+from sqil_lightning.data.snapshot import checkpoint_snapshot, load_snapshot
+from sqil_lightning.envs.start_states import LunarLanderOffset
 
-from fit_process import FitProcess
+from fit_process import BASE_CONFIG, REPO, SQIL_COMMAND, FitProcess, fit_args
 
-REPO = Path(__file__).resolve().parents[1]
-BASE_CONFIG = REPO / "conf" / "lunarlander.yaml"
-FAST_CONFIG = REPO / "tests" / "conf" / "fast.yaml"
 MAX_STEPS, INITIAL_FRAMES, ROLLOUT_EVERY, ROLLOUT_FRAMES = 300, 200, 4, 4  # fast.yaml's
 CHECKPOINT_EVERY = 100  # fast.yaml's checkpoint.every_n_train_steps
 # Generous: the machine may be busy; the waits end as soon as the condition holds.
 START_TIMEOUT_S, EXIT_TIMEOUT_S, RUN_TIMEOUT_S = 120, 120, 300
-
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
 
 # --- in-process fits: async against sync ---------------------------------------------------------------
@@ -50,23 +45,22 @@ pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 def _fit(tmp_path: Path, collector: str, demo_path: Path) -> dict:
     """fast.yaml's 300-step fit with ``data.collector``; the datamodule and every collector it built."""
     built: list = []
-    real = datamodule_module.make_async_collector
+    real = experience_module.make_async_collector
 
     def recording(*args, **kwargs):
         built.append(real(*args, **kwargs))
         return built[-1]
 
-    args = [
-        "fit", "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG),
+    args = fit_args(
         "--trainer.default_root_dir", str(tmp_path / "root"),
         "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
         "--data.demo_path", str(demo_path),
         "--data.collector", collector,
-    ]  # fmt: skip
+    )  # fmt: skip
     tmp_path.mkdir()
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp_path)
-        mp.setattr(datamodule_module, "make_async_collector", recording)
+        mp.setattr(experience_module, "make_async_collector", recording)
         cli = lightning_main(args)
     return {"datamodule": cli.datamodule, "collectors": built}
 
@@ -79,7 +73,7 @@ def fits(tmp_path_factory) -> dict:
 
 
 def _online_rows(datamodule: SQILDataModule):
-    online = datamodule.buffer.online_buffer
+    online = datamodule.experience.buffer.online_buffer
     return online.storage.get(torch.arange(len(online)))
 
 
@@ -87,8 +81,8 @@ def test_async_fit_collects_as_many_env_steps_as_sync(fits):
     expected = INITIAL_FRAMES + ROLLOUT_FRAMES * (MAX_STEPS // ROLLOUT_EVERY)
     for mode in ("sync", "async"):
         datamodule = fits[mode]["datamodule"]
-        assert datamodule.env_steps == expected, mode
-        assert len(datamodule.buffer.online_buffer) == expected, mode
+        assert datamodule.experience.env_steps == expected, mode
+        assert len(datamodule.experience.buffer.online_buffer) == expected, mode
 
 
 def test_async_rows_land_in_the_online_partition_with_reward_zero(fits):
@@ -116,40 +110,42 @@ def test_async_fit_collects_in_a_worker_process_that_is_gone_after_fit(fits):
 # --- the worker's policy, actions and env --------------------------------------------------------------
 
 
-def _async_datamodule(**kwargs) -> SQILDataModule:
-    datamodule = SQILDataModule(reward="env", initial_frames=8, collector="async", **kwargs)
+def _async_datamodule(learner_class=SoftQSQIL, **kwargs) -> tuple[SQILDataModule, SoftQSQIL | SACSQIL]:
+    """A plain-RL data module with the async collector, connected to a small learner of ``learner_class``."""
+    datamodule = SQILDataModule(reward="env", initial_env_steps=8, collector="async", **kwargs)
+    module = learner_class(datamodule.observation_shape, datamodule.action_space, hidden_sizes=[16])
     datamodule.setup("fit")
-    return datamodule
+    datamodule.connect(module)
+    return datamodule, module
 
 
 def test_worker_acts_with_the_learners_current_weights():
-    datamodule = _async_datamodule()
-    module = SoftQSQIL(datamodule.observation_shape, datamodule.action_space, hidden_sizes=[16])
-    datamodule.start_collector(module.policy(deterministic=False), module.device)
+    datamodule, module = _async_datamodule()
+    datamodule.experience.start(module.policy(deterministic=False), module.device, 0)
     try:
-        datamodule.collect()
+        datamodule.experience.collect()
         last_layer = module.q_network[-1]
         with torch.no_grad():  # what an update could do: make action 2 the only likely one
             last_layer.weight.zero_()
             last_layer.bias.copy_(torch.tensor([0.0, 0.0, 100.0, 0.0]))
-        datamodule.collect()  # collected (partly) before the change: at most one batch behind
-        datamodule.collect()
-        newest = datamodule.buffer.storage.get(torch.arange(8, 12))
+        datamodule.experience.collect()  # collected (partly) before the change: at most one batch behind
+        datamodule.experience.collect()
+        newest = datamodule.experience.buffer.storage.get(torch.arange(8, 12))
         assert newest["action"].tolist() == [2, 2, 2, 2]
     finally:
         datamodule.teardown("fit")
 
 
 def test_uniform_rollouts_from_shifted_starts_run_in_the_worker():
-    shift = {"class_path": "sqil_lightning.start_states.LunarLanderOffset", "init_args": {"x_offset": [0.4, 0.5]}}
-    datamodule = _async_datamodule(rollout_policy="uniform", start_shift=shift, seed=3)
-    datamodule.start_collector(None, "cpu")
+    shift = {"class_path": "sqil_lightning.envs.start_states.LunarLanderOffset", "init_args": {"x_offset": [0.4, 0.5]}}
+    datamodule, _ = _async_datamodule(rollout_policy="uniform", start_shift=shift, seed=3)
+    datamodule.experience.start(None, "cpu", 0)
     try:
         for _ in range(10):
-            datamodule.collect()
+            datamodule.experience.collect()
     finally:
         datamodule.teardown("fit")
-    rows = datamodule.buffer.storage.get(torch.arange(40))
+    rows = datamodule.experience.buffer.storage.get(torch.arange(40))
     assert len(set(rows["action"].tolist())) > 1  # random actions, not a fixed policy
     env = make_env("LunarLander-v3", seed=3, start_shift=LunarLanderOffset(x_offset=(0.4, 0.5)))
     try:
@@ -161,14 +157,13 @@ def test_uniform_rollouts_from_shifted_starts_run_in_the_worker():
 
 
 def test_sac_actor_collects_continuous_actions_in_the_worker():
-    datamodule = _async_datamodule(env_id="Pendulum-v1", demo_expert=None)
-    module = SACSQIL(datamodule.observation_shape, datamodule.action_space, hidden_sizes=[16])
-    datamodule.start_collector(module.policy(deterministic=False), module.device)
+    datamodule, module = _async_datamodule(SACSQIL, env_id="Pendulum-v1", demo_expert=None)
+    datamodule.experience.start(module.policy(deterministic=False), module.device, 0)
     try:
-        datamodule.collect()
+        datamodule.experience.collect()
     finally:
         datamodule.teardown("fit")
-    actions = datamodule.buffer.storage.get(torch.arange(4))["action"]
+    actions = datamodule.experience.buffer.storage.get(torch.arange(4))["action"]
     assert actions.shape == (4, 1) and actions.dtype == torch.float32
     assert ((actions >= -2) & (actions <= 2)).all() and len(set(actions.flatten().tolist())) == 4
 
@@ -187,13 +182,13 @@ def test_frame_stacked_pixels_train_with_async_collection(tmp_path):
         "fit", "--config", str(REPO / "conf" / "pong.yaml"),
         "--wandb.mode", "disabled", "--trainer.max_steps", "12", "--trainer.enable_progress_bar", "false",
         "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
-        "--data.initial_frames", "20", "--data.batch_size", "8", "--data.online_capacity", "1000",
+        "--data.initial_env_steps", "20", "--data.batch_size", "8", "--data.online_capacity", "1000",
         "--evaluation.every_n_steps", "1000", "--evaluation.final_episodes", "0", "--checkpoint.every_n_train_steps", "6",
         "--data.demo_path", str(demo_path), "--data.demo_expert", "null", "--data.collector", "async",
     ]  # fmt: skip
     datamodule = lightning_main(args).datamodule
     rows = _online_rows(datamodule)
-    assert datamodule.env_steps == len(rows) == 32  # 20 first, then 1 frame after each of 12 updates
+    assert datamodule.experience.env_steps == len(rows) == 32  # 20 first, then 1 frame after each of 12 updates
     assert rows["observation"].shape == (32, 1, 84, 84)  # the newest frame of each stack
     assert rows["frames_back"].tolist()[:4] == [0, 1, 2, 3]  # a fresh episode, stacks reaching back
     assert not multiprocessing.active_children()
@@ -202,11 +197,11 @@ def test_frame_stacked_pixels_train_with_async_collection(tmp_path):
 def test_stopping_the_worker_keeps_this_process_thread_count():
     # TorchRL's shutdown sets the thread count to min(count at its import, count + workers): 1 in
     # this test process (conftest.py sets 1 first), so 2 threads here would drop to 1.
-    datamodule = _async_datamodule(rollout_policy="uniform")
+    datamodule, _ = _async_datamodule(rollout_policy="uniform")
     torch.set_num_threads(2)
     try:
-        datamodule.start_collector(None, "cpu")
-        datamodule.collect()
+        datamodule.experience.start(None, "cpu", 0)
+        datamodule.experience.collect()
         datamodule.teardown("fit")
         assert torch.get_num_threads() == 2
     finally:
@@ -214,10 +209,9 @@ def test_stopping_the_worker_keeps_this_process_thread_count():
 
 
 def test_async_refuses_a_learner_off_the_cpu():
-    datamodule = _async_datamodule()
-    module = SoftQSQIL(datamodule.observation_shape, datamodule.action_space, hidden_sizes=[16])
+    datamodule, module = _async_datamodule()
     with pytest.raises(ConfigError, match=r"data.collector = async .* is on cuda.*trainer.accelerator cpu, or data.collector sync"):
-        datamodule.start_collector(module.policy(deterministic=False), "cuda")
+        datamodule.experience.start(module.policy(deterministic=False), "cuda", 0)
     assert not multiprocessing.active_children()
 
 
@@ -230,16 +224,14 @@ def test_unknown_collector_is_a_one_line_error(expect_user_error):
 
 
 def _fit_command(tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable, "-m", "sqil_lightning", "fit",
-        "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG),
+    return SQIL_COMMAND + fit_args(
         "--trainer.max_steps", "100000",
         "--trainer.default_root_dir", str(tmp_path / "root"),
         "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
         "--data.demo_episodes", "2",
         "--data.collector", "async",
         *extra,
-    ]  # fmt: skip
+    )  # fmt: skip
 
 
 def _processes_in(folder: Path) -> dict[int, str]:
@@ -301,6 +293,7 @@ def sigterm_run(tmp_path_factory) -> dict:
     return result
 
 
+@pytest.mark.slow
 def test_sigterm_saves_an_async_run_and_leaves_no_worker(sigterm_run):
     assert len(sigterm_run["workers"]) == 1  # the collector's worker ran beside the training process
     assert sigterm_run["left"] == {}
@@ -326,6 +319,7 @@ def resumed_run(sigterm_run) -> dict:
     return {"max_steps": max_steps, "log_dir": tmp_path / "logs" / "fast" / "version_1", "left": _wait_until_gone(tmp_path)}
 
 
+@pytest.mark.slow
 def test_resumed_async_run_keeps_every_replay_row_and_counter(sigterm_run, resumed_run):
     interrupted = _load(sigterm_run["checkpoints"] / "last.ckpt")
     final = _load(resumed_run["log_dir"] / "checkpoints" / "last.ckpt")
@@ -340,6 +334,7 @@ def test_resumed_async_run_keeps_every_replay_row_and_counter(sigterm_run, resum
     assert resumed_run["left"] == {}
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_terminal_stops_an_async_run_gracefully(tmp_path):
     # A terminal's Ctrl+C reaches every process of the foreground group, the worker included.
     # Rollouts of 64 env steps every 4 updates keep the training process waiting for the worker's
@@ -350,7 +345,7 @@ def test_ctrl_c_in_a_terminal_stops_an_async_run_gracefully(tmp_path):
         time.sleep(2)
         os.killpg(run.proc.pid, signal.SIGINT)
 
-    result = _interrupt(tmp_path, ctrl_c, "--data.rollout_frames", "64")
+    result = _interrupt(tmp_path, ctrl_c, "--data.rollout_env_steps", "64")
     if result["status"] != 130:
         result["run"].fail(f"exit status {result['status']}, expected 130 (Ctrl+C, handled)")
     _, stderr = result["run"].output()
@@ -360,6 +355,7 @@ def test_ctrl_c_in_a_terminal_stops_an_async_run_gracefully(tmp_path):
     assert len(result["workers"]) == 1 and result["left"] == {}
 
 
+@pytest.mark.slow
 def test_ddp_ranks_each_collect_with_their_own_worker(tmp_path):
     command = _fit_command(
         tmp_path,

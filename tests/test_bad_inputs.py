@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 import torch
 
-from sqil_lightning.demos import DemoSet
+from sqil_lightning.demos.store import DemoSet
+
+from fit_process import REPO
 
 LL = "conf/lunarlander.yaml"
 PENDULUM = "conf/pendulum.yaml"
@@ -154,7 +156,7 @@ BAD_INPUTS = [
      ["data.demo_paht", "did you mean data.demo_path?"]),
     ("start shift tilt with one number in a list",
      ["fit", "--config", LL, "--data.start_shift",
-      "{class_path: sqil_lightning.start_states.LunarLanderOffset, init_args: {tilt: [0.6]}}"],
+      "{class_path: sqil_lightning.envs.start_states.LunarLanderOffset, init_args: {tilt: [0.6]}}"],
      ["tilt = [0.6] is invalid", "[low, high]"]),
     ("negative max_steps",
      ["fit", "--config", LL, "--trainer.max_steps", "-5"],
@@ -164,13 +166,11 @@ BAD_INPUTS = [
 # Cases whose message does not yet say what the brief asks, kept in the table so they flip to
 # XPASS (and fail, being strict) once fixed.
 KNOWN_GAPS: dict[str, str] = {}  # description -> why it fails; each becomes a strict xfail
+# Cases that take seconds, not a fraction of one: marked slow (`-m "not slow"` leaves them out).
+SLOW_CASES: dict[str, str] = {}  # description -> why it takes more than a few seconds
 
-REPO = Path(__file__).resolve().parents[1]
 # Unpickling any of the pickled inputs creates this file in the tmp dir: it must never appear.
 UNPICKLED_MARKER = "UNPICKLED"
-
-# In-process calls pass `args` while sys.argv holds pytest's own arguments; Lightning warns.
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
 
 class _CreatesMarkerWhenUnpickled:
@@ -256,6 +256,8 @@ def resolve(arg: str) -> str:
 def _params():
     for description, args, fragments in BAD_INPUTS:
         marks = [pytest.mark.xfail(reason=KNOWN_GAPS[description], strict=True)] if description in KNOWN_GAPS else []
+        if description in SLOW_CASES:
+            marks.append(pytest.mark.slow)
         yield pytest.param(args, fragments, id=description, marks=marks)
 
 
@@ -263,6 +265,7 @@ def test_table_ids_are_unique_and_gaps_are_in_the_table():
     descriptions = [description for description, _, _ in BAD_INPUTS]
     assert len(set(descriptions)) == len(descriptions)
     assert set(KNOWN_GAPS) <= set(descriptions)
+    assert set(SLOW_CASES) <= set(descriptions)
 
 
 def test_readme_bad_input_table_is_this_list():

@@ -15,12 +15,12 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from sqil_lightning.bc_module import BehaviouralCloning
-from sqil_lightning.datamodule import SQILDataModule
+from sqil_lightning.learners.bc import BehaviouralCloning
+from sqil_lightning.data.datamodule import SQILDataModule
 from sqil_lightning.errors import ConfigError
-from sqil_lightning.gail_module import GAILSoftQ
-from sqil_lightning.soft_q_module import SoftQSQIL
-from sqil_lightning.sqil_t_module import SoftQSQILT
+from sqil_lightning.learners.gail import GAILSoftQ
+from sqil_lightning.learners.soft_q import SoftQSQIL
+from sqil_lightning.learners.sqil_t import SoftQSQILT
 
 OBS_DIM, N_ACTIONS = 3, 4
 GAMMA, ALPHA, LAMBDA_SAMP, BC_WEIGHT = 0.9, 0.5, 0.3, 0.7
@@ -342,8 +342,8 @@ def _datamodule(demo_file, **overrides) -> SQILDataModule:
         demo_path=str(demo_file),
         demo_expert=None,
         batch_size=8,
-        initial_frames=400,
-        rollout_frames=50,
+        initial_env_steps=400,
+        rollout_env_steps=50,
         sample_chunk=1,
         seed=0,
     )
@@ -368,11 +368,12 @@ def _collected_actions(demo_file, rollout_policy: str) -> torch.Tensor:
         last.weight.zero_()
         last.bias.copy_(torch.tensor([10.0, 0.0, 0.0, 0.0]))
     dm = _datamodule(demo_file, rollout_policy=rollout_policy)
-    dm.trainer = SimpleNamespace(lightning_module=learner, world_size=1, global_rank=0, max_steps=-1, global_step=0, checkpoint_callbacks=[])
+    dm.trainer = SimpleNamespace(world_size=1, global_rank=0, global_step=0)
     dm.setup("fit")
+    dm.connect(learner)
     try:
         dm.train_dataloader()
-        online = dm.buffer.online_buffer
+        online = dm.experience.buffer.online_buffer
         rows = online.storage.get(torch.arange(len(online)))
     finally:
         dm.teardown("fit")

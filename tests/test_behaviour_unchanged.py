@@ -15,13 +15,11 @@ import shutil
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
-from sqil_lightning.cli import lightning_main, main
+from sqil_lightning.cli import lightning_main
+from sqil_lightning.commands import main
 from fit_process import REPO, fast_fit_args
-
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
 LUNARLANDER_300_STEPS = "87fd8cb0"
 PENDULUM_200_STEPS = "b7550312"
@@ -54,7 +52,7 @@ def pendulum_fit(root: Path, expert_checkpoint: Path):
         "--data.demo_expert", str(expert_checkpoint),
         "--data.demo_path", str(root / "pendulum_demos.npz"),
         "--data.demo_episodes", "2",
-        "--data.initial_frames", "64",
+        "--data.initial_env_steps", "64",
         "--data.batch_size", "32",
         "--evaluation.final_episodes", "1",
         "--evaluation.every_n_steps", "1000",

@@ -14,16 +14,15 @@ import torch
 from tensordict import TensorDict
 
 from sqil_lightning import SACSQIL, DemoSet, SQILDataModule
-from sqil_lightning.cli import main
-from sqil_lightning.envs import env_spaces
+from sqil_lightning.commands import main
+from sqil_lightning.envs.make import env_spaces
 from sqil_lightning.errors import ConfigError
-from sqil_lightning.experts import load_learner
+from sqil_lightning.learners.checkpoint import load_learner
 
-REPO = Path(__file__).resolve().parents[1]
+from fit_process import REPO
+
 PENDULUM_CONFIG = REPO / "conf" / "pendulum.yaml"
 EPISODES, EPISODE_STEPS = 2, 200  # Pendulum-v1 truncates at 200 steps and never terminates
-
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
 
 def _record(checkpoint: Path, out: Path, *extra: str) -> str:
@@ -120,7 +119,7 @@ def test_record_from_a_missing_checkpoint_is_a_one_line_error_saying_how_to_trai
 def test_datamodule_records_the_missing_demo_file_from_the_checkpoint(recorded, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     datamodule = SQILDataModule(env_id="Pendulum-v1", demo_expert=str(recorded["checkpoint"]), demo_path=None, demo_episodes=EPISODES)
-    path = datamodule.resolved_demo_path
+    path = datamodule.demos.file
     assert not path.is_absolute() and path.parts[0] == "demos" and path.suffix == ".npz"
     assert f"_{EPISODES}ep_seed0" in path.name
     assert not path.exists()

@@ -13,18 +13,15 @@ import torch
 from tensordict import TensorDict
 
 from sqil_lightning import SACSQIL, SoftQSQIL, SQILDataModule
-from sqil_lightning.cli import lightning_main, main
-from sqil_lightning.demos import DemoSet
+from sqil_lightning.cli import lightning_main
+from sqil_lightning.commands import main
+from sqil_lightning.demos.store import DemoSet
 
-REPO = Path(__file__).resolve().parents[1]
-BASE_CONFIG = REPO / "conf" / "lunarlander.yaml"
-FAST_CONFIG = REPO / "tests" / "conf" / "fast.yaml"
+from fit_process import BASE_CONFIG, FAST_CONFIG, REPO, fit_args
+
 CONFIGS = sorted((REPO / "conf").glob("*.yaml"))
 # Each expert overlay is applied on top of the task config of the same name.
 EXPERT_OVERLAYS = sorted((REPO / "conf" / "experts").glob("*.yaml"))
-
-# In-process calls pass `args` while sys.argv holds pytest's own arguments; Lightning warns.
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
 
 # --- parsing ------------------------------------------------------------------------------------------
@@ -38,13 +35,13 @@ def _check_learner_matches_env(cli) -> None:
     """Discrete envs get the soft-Q learner, Box envs SAC, with sizes and bounds linked from the env."""
     assert isinstance(cli.datamodule, SQILDataModule)
     assert tuple(cli.model.hparams.observation_shape) == cli.datamodule.observation_shape
-    if cli.datamodule.spaces.discrete:
+    if cli.datamodule.task.spaces.discrete:
         assert isinstance(cli.model, SoftQSQIL)
-        assert cli.model.hparams.action_space == {"n": cli.datamodule.spaces.num_actions}
+        assert cli.model.hparams.action_space == {"n": cli.datamodule.task.spaces.num_actions}
     else:
         assert isinstance(cli.model, SACSQIL)
-        assert cli.model.hparams.action_space["low"] == cli.datamodule.spaces.action_low.tolist()
-        assert cli.model.hparams.action_space["high"] == cli.datamodule.spaces.action_high.tolist()
+        assert cli.model.hparams.action_space["low"] == cli.datamodule.task.spaces.action_low.tolist()
+        assert cli.model.hparams.action_space["high"] == cli.datamodule.task.spaces.action_high.tolist()
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
@@ -69,11 +66,20 @@ def test_every_expert_overlay_trains_from_env_reward(overlay, tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("gamma", [0.95, 0.9123])  # two values, so one differs from the config's
-def test_gamma_override_reaches_model_and_datamodule(gamma, tmp_path, monkeypatch):
+def test_the_learners_gamma_is_the_one_that_relabels_the_demos(gamma, tmp_path, monkeypatch, lunarlander_demo_file):
     monkeypatch.chdir(tmp_path)
-    cli = lightning_main(["--config", str(BASE_CONFIG), "--model.gamma", str(gamma)], run=False)
+    args = ["--config", str(BASE_CONFIG), "--model.gamma", str(gamma), "--data.demo_path", str(lunarlander_demo_file)]
+    cli = lightning_main(args, run=False)
     assert cli.model.hparams.gamma == gamma
-    assert cli.datamodule.hparams.gamma == gamma
+    assert "gamma" not in cli.datamodule.hparams  # γ is the learner's, handed over with `connect`
+    cli.datamodule.setup("fit")
+    cli.datamodule.connect(cli.model)
+    demos = cli.datamodule.experience.batches.demos[:]
+    terminal = demos["next", "terminated"].reshape(-1)
+    assert terminal.any()  # the scripted expert's episodes end by landing (or crashing)
+    reward = demos["next", "reward"].reshape(-1)
+    torch.testing.assert_close(reward[terminal], torch.full_like(reward[terminal], 1.0 / (1.0 - gamma)))
+    assert (reward[~terminal] == 1.0).all()
 
 
 def test_lunarlander_config_links_env_sizes_into_the_model(tmp_path, monkeypatch):
@@ -92,14 +98,11 @@ def fit_run(tmp_path_factory):
     """One short `fit` through the real entry point, shared by the assertions below."""
     tmp_path = tmp_path_factory.mktemp("fit")
     demo_path = tmp_path / "demos" / "ll3.npz"
-    args = [
-        "fit",
-        "--config", str(BASE_CONFIG),
-        "--config", str(FAST_CONFIG),
+    args = fit_args(
         "--trainer.default_root_dir", str(tmp_path / "root"),
         "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
         "--data.demo_path", str(demo_path),
-    ]
+    )  # fmt: skip
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp_path)
         stdout = io.StringIO()
@@ -154,7 +157,7 @@ def test_fit_writes_result_json_with_the_final_evaluation(fit_run):
     result = json.loads((fit_run["log_dir"] / "result.json").read_text())
     assert result["env_id"] == "LunarLander-v3"
     assert result["global_step"] == 300
-    # initial_frames 200, then rollout_frames 4 every rollout.every_n_steps 4 of 300 steps.
+    # initial_env_steps 200, then rollout_env_steps 4 every rollout.every_n_steps 4 of 300 steps.
     assert result["env_steps"] == 200 + (300 // 4) * 4
     greedy = result["greedy"]
     episodes = greedy["per_episode"]
@@ -167,7 +170,7 @@ def test_fit_writes_result_json_with_the_final_evaluation(fit_run):
     assert greedy["success_rate"] == pytest.approx(sum(episodes["successes"]) / 2)
     # And those outcomes are the final greedy policy's (last.ckpt's Q network) on episodes seeded
     # eval_seed + i, replayed here straight on gymnasium: return, length and success match.
-    from sqil_lightning.envs import make_gym_env  # the task's env with its success signal
+    from sqil_lightning.envs.make import make_gym_env  # the task's env with its success signal
 
     module = SoftQSQIL.load_from_checkpoint(fit_run["log_dir"] / "checkpoints" / "last.ckpt", map_location="cpu")
     env = make_gym_env("LunarLander-v3")
@@ -265,12 +268,7 @@ def test_unknown_env_id_is_a_one_line_error_naming_the_id(extra, tmp_path, monke
 def test_missing_demo_file_without_expert_is_a_one_line_error_saying_how_to_generate(tmp_path, monkeypatch, expect_user_error):
     monkeypatch.chdir(tmp_path)
     missing = tmp_path / "nope.npz"
-    line = expect_user_error(
-        [
-            "fit", "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG),
-            "--data.demo_expert", "null", "--data.demo_path", str(missing),
-        ],
-    )
+    line = expect_user_error(fit_args("--data.demo_expert", "null", "--data.demo_path", str(missing)))
     assert str(missing) in line and "demos generate" in line
     assert not missing.exists()
 
@@ -278,10 +276,7 @@ def test_missing_demo_file_without_expert_is_a_one_line_error_saying_how_to_gene
 def test_demo_file_recorded_in_another_env_is_a_one_line_spec_mismatch(tmp_path, monkeypatch, expect_user_error, lunarlander_demo_file):
     monkeypatch.chdir(tmp_path)
     line = expect_user_error(
-        [
-            "fit", "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG),
-            "--data.env_id", "CartPole-v1", "--data.demo_expert", "null", "--data.demo_path", str(lunarlander_demo_file),
-        ],
+        fit_args("--data.env_id", "CartPole-v1", "--data.demo_expert", "null", "--data.demo_path", str(lunarlander_demo_file))
     )
     assert str(lunarlander_demo_file) in line and "CartPole-v1" in line
 
@@ -296,11 +291,7 @@ def test_gamma_one_with_absorbing_reward_is_a_one_line_error(tmp_path, monkeypat
     # r/(1-γ) is undefined at γ = 1: a config mistake, so it must be reported like the others.
     monkeypatch.chdir(tmp_path)
     line = expect_user_error(
-        [
-            "fit", "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG),
-            "--data.demo_path", str(lunarlander_demo_file), "--data.absorbing_reward", "true",
-            "--model.gamma", "1.0",
-        ],
+        fit_args("--data.demo_path", str(lunarlander_demo_file), "--data.absorbing_reward", "true", "--model.gamma", "1.0")
     )
     assert "gamma" in line
 

@@ -10,30 +10,30 @@ soft-Q learner on LunarLander (SQIL, demos) and once for SAC on Pendulum (env re
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 
-from sqil_lightning.envs import make_env
+from sqil_lightning.envs.make import make_env
 
-REPO = Path(__file__).resolve().parents[1]
-TESTS = REPO / "tests"
-CONF = REPO / "conf"
+from fit_process import BASE_CONFIG, FAST_CONFIG, REPO, SQIL_COMMAND, fit_env
+
 RUN_TIMEOUT_S = 300  # generous: the machine may be busy; the run takes ~12 s when idle
 SEED = 5  # --data.seed: rank r collects from env seed SEED + r
 # Multiples of data.updates_per_step (4 in both configs), which global_step advances by.
 MAX_STEPS, EVAL_EVERY = {"soft_q": 100, "sac": 60}, {"soft_q": 52, "sac": 32}
 INITIAL_FRAMES = {"soft_q": 200, "sac": 128}
-ROLLOUT_EVERY, ROLLOUT_FRAMES = 4, 4  # rollout.every_n_steps, data.rollout_frames of both configs
+ROLLOUT_EVERY, ROLLOUT_FRAMES = 4, 4  # rollout.every_n_steps, data.rollout_env_steps of both configs
 
-pytestmark = pytest.mark.skipif(
-    not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with the gloo backend is unavailable"
-)
+pytestmark = [
+    pytest.mark.slow,  # 2-process fits as subprocesses
+    pytest.mark.skipif(
+        not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with the gloo backend is unavailable"
+    ),
+]
 
 
 def _command(name: str, tmp_path: Path) -> list[str]:
@@ -55,29 +55,21 @@ def _command(name: str, tmp_path: Path) -> list[str]:
     ]  # fmt: skip
     if name == "soft_q":  # SQIL on LunarLander, the 300-step test overlay cut to 100 steps
         config = [
-            "--config", str(CONF / "lunarlander.yaml"),
-            "--config", str(TESTS / "conf" / "fast.yaml"),
+            "--config", str(BASE_CONFIG),
+            "--config", str(FAST_CONFIG),
             "--data.demo_episodes", "2",
             "--data.demo_path", str(tmp_path / "demos" / "ll2.npz"),
         ]  # fmt: skip
     else:  # SAC from Pendulum's own reward (the expert overlay): no demos
         config = [
-            "--config", str(CONF / "pendulum.yaml"),
-            "--config", str(CONF / "experts" / "pendulum.yaml"),
-            "--data.initial_frames", str(INITIAL_FRAMES["sac"]),
+            "--config", str(REPO / "conf" / "pendulum.yaml"),
+            "--config", str(REPO / "conf" / "experts" / "pendulum.yaml"),
+            "--data.initial_env_steps", str(INITIAL_FRAMES["sac"]),
             "--data.batch_size", "64",
             "--model.init_args.hidden_sizes", "[32,32]",
             "--checkpoint.dirpath", str(tmp_path / "ck"),
         ]  # fmt: skip
-    return [sys.executable, "-m", "sqil_lightning", "fit", *config, *common]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    # The repo root for `sqil_lightning` and `callbacks`, tests/ for `ddp_probe`; rank 1 inherits it.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), str(TESTS), env.get("PYTHONPATH")) if p)
-    env.update(OMP_NUM_THREADS="1", RL_WARNINGS="0", PYTHONUNBUFFERED="1")
-    return env
+    return [*SQIL_COMMAND, "fit", *config, *common]
 
 
 @pytest.fixture(scope="module", params=["soft_q", "sac"])
@@ -86,7 +78,8 @@ def ddp_run(request, tmp_path_factory) -> dict:
     tmp_path = tmp_path_factory.mktemp(f"ddp_{name}")
     stdout_path, stderr_path = tmp_path / "fit.out", tmp_path / "fit.err"
     with stdout_path.open("w") as out, stderr_path.open("w") as err:
-        proc = subprocess.Popen(_command(name, tmp_path), cwd=tmp_path, env=_env(), stdout=out, stderr=err)
+        # fit_env: tests/ on PYTHONPATH for `ddp_probe`; rank 1 inherits it.
+        proc = subprocess.Popen(_command(name, tmp_path), cwd=tmp_path, env=fit_env(), stdout=out, stderr=err)
         try:
             status = proc.wait(timeout=RUN_TIMEOUT_S)
         except subprocess.TimeoutExpired:

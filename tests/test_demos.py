@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import tracemalloc
 import zipfile
 
 import numpy as np
 import pytest
 
-from sqil_lightning.cli import main
-from sqil_lightning.demos import (
+from sqil_lightning.commands import main
+from sqil_lightning.demos.store import (
     DemoFileNotFoundError,
     DemoFormatError,
     DemoSet,
     DemoSpecMismatchError,
     EnvSpaces,
 )
-from sqil_lightning.envs import env_spaces
+from sqil_lightning.envs.make import env_spaces
+
+from fit_process import SQIL_COMMAND
 
 DISCRETE = EnvSpaces(observation_shape=(8,), num_actions=4)
 
@@ -247,7 +248,7 @@ def test_demos_inspect_of_a_bad_file_exits_2_with_one_error_line_and_no_tracebac
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"PK\x03\x04 truncated zip")
     proc = subprocess.run(
-        [sys.executable, "-m", "sqil_lightning", "demos", "inspect", str(bad)],
+        [*SQIL_COMMAND, "demos", "inspect", str(bad)],
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
     )
     assert proc.returncode == 2
@@ -300,7 +301,7 @@ FAILING_THEN_LANDING_SEED = 1_000_000
 
 
 def test_success_only_demos_skip_the_seeds_of_failed_episodes(tmp_path, capsys):
-    from sqil_lightning.experts import generate_expert_demos
+    from sqil_lightning.demos.experts import generate_expert_demos
 
     everything = generate_expert_demos("lunarlander_scripted", 4, FAILING_THEN_LANDING_SEED, tmp_path / "all.npz")
     last_rows = np.flatnonzero(np.r_[np.diff(everything.episode_ids), 1])
@@ -321,19 +322,19 @@ def test_success_only_demos_skip_the_seeds_of_failed_episodes(tmp_path, capsys):
 
 def test_success_only_demos_of_a_task_without_success_are_refused(tmp_path):
     from sqil_lightning.errors import ConfigError
-    from sqil_lightning.experts import record_demos
+    from sqil_lightning.demos.experts import record_demos
     from torchrl.envs.utils import RandomPolicy
-    from sqil_lightning.envs import make_env
+    from sqil_lightning.envs.make import make_env
 
     with pytest.raises(ConfigError, match="Pendulum-v1 has none.*LunarLander"):
         record_demos("Pendulum-v1", RandomPolicy(make_env("Pendulum-v1").action_spec), 1, 0, "random", success_only=True)
 
 
 def test_success_only_demos_get_their_own_default_file():
-    from sqil_lightning.datamodule import SQILDataModule
+    from sqil_lightning.data.datamodule import SQILDataModule
 
-    plain = SQILDataModule(demo_expert="lunarlander_scripted").resolved_demo_path
-    success = SQILDataModule(demo_expert="lunarlander_scripted", demo_success_only=True).resolved_demo_path
+    plain = SQILDataModule(demo_expert="lunarlander_scripted").demos.file
+    success = SQILDataModule(demo_expert="lunarlander_scripted", demo_success_only=True).demos.file
     assert plain.name == "LunarLander-v3_lunarlander_scripted_100ep_seed0.npz"
     assert success.name == "LunarLander-v3_lunarlander_scripted_100ep_success_seed0.npz"
 
@@ -374,6 +375,6 @@ def test_an_entry_whose_declared_size_disagrees_with_its_header_is_refused(tmp_p
 
 def test_demos_larger_than_the_free_memory_are_refused_unread(tmp_path, make_demo_arrays, monkeypatch):
     path = DemoSet(**make_demo_arrays(), metadata={}).save(tmp_path / "d.npz")
-    monkeypatch.setattr("sqil_lightning.demos._available_memory", lambda: 100)
+    monkeypatch.setattr("sqil_lightning.demos.format.available_memory", lambda: 100)
     with pytest.raises(DemoFormatError, match=r"inflates to .* GiB but only .* GiB of memory is available"):
         DemoSet.load(path)

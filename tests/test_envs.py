@@ -6,9 +6,9 @@ import pytest
 import torch
 from tensordict.nn import TensorDictModule
 
-from sqil_lightning.envs import EnvIdError, env_spaces, has_success, make_env
-from sqil_lightning.evaluation import evaluate_policy
-from sqil_lightning.experts import make_expert
+from sqil_lightning.envs.make import EnvIdError, env_spaces, has_success, make_env
+from sqil_lightning.envs.policy_evaluation import evaluate_policy
+from sqil_lightning.demos.experts import make_expert
 from sqil_lightning.errors import ConfigError
 
 
@@ -93,7 +93,7 @@ def test_unknown_expert_is_a_config_error_listing_the_experts():
 
 
 def test_evaluation_video_shows_the_start_and_every_step():
-    from sqil_lightning.video import render_episode
+    from sqil_lightning.envs.video import render_episode
 
     expert = make_expert("lunarlander_scripted")
     frames = render_episode("LunarLander-v3", expert, seed=3)

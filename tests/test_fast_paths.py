@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from test_updates_per_step import FIT_ARGS, _fit
-
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+from fit_process import fit_args
+from test_updates_per_step import _fit
 
 
 def test_compiled_update_and_fused_adam_train_like_eager_up_to_rounding(tmp_path, monkeypatch, lunarlander_demo_file):
@@ -34,5 +32,5 @@ def test_compiled_update_and_fused_adam_train_like_eager_up_to_rounding(tmp_path
 
 def test_an_unknown_compile_mode_is_a_one_line_error(tmp_path, monkeypatch, expect_user_error, lunarlander_demo_file):
     monkeypatch.chdir(tmp_path)
-    line = expect_user_error([*FIT_ARGS, "--data.demo_path", str(lunarlander_demo_file), "--fast.compile", "fastest"])
+    line = expect_user_error(fit_args("--data.demo_path", str(lunarlander_demo_file), "--fast.compile", "fastest"))
     assert "fast.compile = 'fastest' is invalid" in line and "reduce-overhead" in line

@@ -23,13 +23,11 @@ import torch
 from tensordict import NonTensorData, TensorDict
 from torchrl.data import LazyTensorStorage, RandomSampler, ReplayBuffer
 
-from callbacks import GracefulStop
-from fit_process import fast_fit_args, fit_env
+from sqil_lightning.callbacks import GracefulStop
+from fit_process import REPO, fast_fit_args, fit_env
 from test_bad_inputs import UNPICKLED_MARKER as UNPICKLED, _CreatesMarkerWhenUnpickled
-from sqil_lightning.cli import main
-from sqil_lightning.replay_snapshot import RunPosition, save_snapshot
-
-REPO = Path(__file__).resolve().parents[1]
+from sqil_lightning.commands import main
+from sqil_lightning.data.snapshot import RunPosition, save_snapshot
 
 # README "Faults" row -> the test that keeps it true.
 FAULTS = {
@@ -44,8 +42,6 @@ FAULTS = {
     "stale .partial replay folders": "test_saving_a_snapshot_removes_this_ranks_stale_partial_folders",
     "double Ctrl+C": "test_a_second_ctrl_c_names_the_newest_checkpoint",
 }
-
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
 
 def _run(args: list[str], capsys) -> tuple[int, list[str]]:
@@ -165,7 +161,7 @@ def test_ckpt_path_last_falls_back_to_the_newest_periodic_checkpoint(tmp_path, c
 def test_a_second_fit_on_a_locked_checkpoint_folder_is_refused(tmp_path, capsys, monkeypatch):
     shared = tmp_path / "experts"
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from callbacks.checkpoint_lock import acquire; from pathlib import Path; "
+        [sys.executable, "-c", f"from sqil_lightning.callbacks.checkpoint_lock import acquire; from pathlib import Path; "
          f"lock = acquire(Path({str(shared)!r})); print('locked', flush=True); input()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=fit_env(),
     )  # fmt: skip
@@ -209,7 +205,7 @@ def test_a_full_disk_ends_with_one_line_and_the_previous_checkpoint_resumes_bit_
             with filler.open("wb") as f:  # leave less than one snapshot free
                 f.write(bytes(shutil.disk_usage(disk).free - 64 * 2**10))
         else:
-            monkeypatch.setattr("sqil_lightning.replay_snapshot.shutil.disk_usage", lambda _: shutil._ntuple_diskusage(1, 1, 0))
+            monkeypatch.setattr("sqil_lightning.data.snapshot.shutil.disk_usage", lambda _: shutil._ntuple_diskusage(1, 1, 0))
         line = _one_error(fast_fit_args(disk, "--trainer.max_steps", "200", "--ckpt_path", "last"), capsys, status=1)
         assert "no space left for the replay snapshot under" in line and str(disk) in line
         assert (_version(disk, 0) / "last.ckpt").read_bytes() == previous

@@ -9,16 +9,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from callbacks import FiniteLossGuard
-from sqil_lightning.cli import main
+from sqil_lightning.callbacks import FiniteLossGuard
+from sqil_lightning.commands import main
 from sqil_lightning.errors import ConfigError, TrainingDivergedError
 
-REPO = Path(__file__).resolve().parents[1]
-BASE_CONFIG = REPO / "conf" / "lunarlander.yaml"
-FAST_CONFIG = REPO / "tests" / "conf" / "fast.yaml"
-
-# In-process calls pass `args` while sys.argv holds pytest's own arguments; Lightning warns.
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+from fit_process import fit_args
 
 
 # --- a real fit that diverges -------------------------------------------------------------------------
@@ -27,16 +22,13 @@ pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 def test_diverging_fit_exits_1_with_one_line_and_a_finite_checkpoint(tmp_path, monkeypatch, capsys, lunarlander_demo_file):
     monkeypatch.chdir(tmp_path)
     checkpoints = tmp_path / "checkpoints"
-    args = [
-        "fit",
-        "--config", str(BASE_CONFIG),
-        "--config", str(FAST_CONFIG),
+    args = fit_args(
         "--model.lr", "1e12",  # one Adam step moves every weight by ~1e12: the next loss overflows
         "--trainer.default_root_dir", str(tmp_path / "root"),
         "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
         "--checkpoint.dirpath", str(checkpoints),
         "--data.demo_path", str(lunarlander_demo_file),
-    ]
+    )  # fmt: skip
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
         main(args)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from sqil_lightning.networks import mlp
-from sqil_lightning.soft_bellman import soft_bellman_target, soft_value
+from sqil_lightning.learners.networks import mlp
+from sqil_lightning.learners.soft_bellman import soft_bellman_target, soft_value
 
 ALPHA, LAMBDA_DEMO, LAMBDA_SAMP = 0.7, 1.3, 0.4
 

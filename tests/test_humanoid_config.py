@@ -14,15 +14,16 @@ import pytest
 import torch
 
 from sqil_lightning import DemoSet
-from sqil_lightning.cli import main
-from sqil_lightning.envs import env_spaces
+from sqil_lightning.commands import main
+from sqil_lightning.envs.make import env_spaces
 
-REPO = Path(__file__).resolve().parents[1]
+from fit_process import REPO
+
 HUMANOID_CONFIG = REPO / "conf" / "humanoid.yaml"
 ENV_ID = "Humanoid-v5"
 MAX_STEPS, INITIAL_FRAMES, FINAL_EPISODES = 200, 500, 2
 
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+pytestmark = pytest.mark.slow  # 200 SAC updates of the config's [256, 256] networks, batches of 256
 
 
 def _humanoid_demo_file(path: Path, episodes: int = 2, steps: int = 5) -> Path:
@@ -60,7 +61,7 @@ def humanoid_run(tmp_path_factory):
         "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
         "--checkpoint.dirpath", str(tmp_path / "checkpoints"),
         "--evaluation.final_episodes", str(FINAL_EPISODES),
-        "--data.initial_frames", str(INITIAL_FRAMES),
+        "--data.initial_env_steps", str(INITIAL_FRAMES),
         "--data.demo_path", str(demo_path),
     ]
     with pytest.MonkeyPatch.context() as mp:
@@ -91,7 +92,7 @@ def test_humanoid_fit_reaches_max_steps_and_writes_the_final_mean_action_result(
 def test_humanoid_checkpoint_holds_the_papers_sac_sqil_settings(humanoid_run):
     checkpoint = torch.load(humanoid_run["checkpoint"], map_location="cpu", weights_only=False)
     assert checkpoint["global_step"] == MAX_STEPS
-    assert checkpoint["sqil_learner_class"] == "sqil_lightning.sac_module.SACSQIL"
+    assert checkpoint["sqil_learner_class"] == "sqil_lightning.learners.sac.SACSQIL"
     model = checkpoint["hyper_parameters"]
     assert list(model["hidden_sizes"]) == [256, 256]
     assert model["lambda_samp"] == 1.0

@@ -12,9 +12,9 @@ import pytest
 from gymnasium.envs.box2d.lunar_lander import LunarLander, heuristic
 
 import sqil_lightning  # noqa: F401  (registers the env id)
-from sqil_lightning.envs import LunarLanderSuccess, env_spaces, has_success, make_gym_env
+from sqil_lightning.envs.make import LunarLanderSuccess, env_spaces, has_success, make_gym_env
 from sqil_lightning.errors import ConfigError
-from sqil_lightning.lunar_lander_site import CENTRE_CHUNK, CHUNK_X, ENV_ID, SITE_CHUNKS, LunarLanderSite
+from sqil_lightning.envs.lunar_lander_site import CENTRE_CHUNK, CHUNK_X, ENV_ID, SITE_CHUNKS, LunarLanderSite
 
 # The action table the env promises, written out here rather than imported: index ->
 # gymnasium continuous command [main (-1 off, +1 full), lateral (-1 left, 0 none, +1 right)].

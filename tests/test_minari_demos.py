@@ -13,14 +13,14 @@ minari = pytest.importorskip("minari")
 import gymnasium as gym
 from minari.data_collector import EpisodeBuffer
 
-from sqil_lightning.demos import (
+from sqil_lightning.demos.store import (
     DemoError,
     DemoFileNotFoundError,
     DemoFormatError,
     DemoSpecMismatchError,
 )
-from sqil_lightning.envs import env_spaces
-from sqil_lightning.minari_demos import load_minari_demos
+from sqil_lightning.envs.make import env_spaces
+from sqil_lightning.demos.minari_datasets import load_minari_demos
 
 DATASET_ID = "test/pendulum/random-v0"
 # Two full episodes around one the collector stopped early, neither terminated nor truncated:

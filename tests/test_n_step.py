@@ -1,4 +1,4 @@
-"""Multi-step windows (`sqil_lightning.n_step`): hand-computed targets, episode and partition boundaries."""
+"""Multi-step windows (`sqil_lightning.data.n_step`): hand-computed targets, episode and partition boundaries."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import torch
 from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, RandomSampler, ReplayBuffer
 
-from sqil_lightning.n_step import fold_windows
-from sqil_lightning.replay import BalancedBatches, make_sqil_buffer
-from sqil_lightning.soft_bellman import bootstrap_discount, soft_bellman_target
+from sqil_lightning.data.n_step import fold_windows
+from sqil_lightning.data.replay import ReplayBatches, make_sqil_buffer
+from sqil_lightning.learners.soft_bellman import bootstrap_discount, soft_bellman_target
 
 GAMMA = 0.9
 
@@ -111,7 +111,7 @@ def test_demo_windows_never_read_agent_rows_and_agent_windows_never_read_demo_ro
     agent = _rows([2.0, 3.0, 4.0], [3.0, 4.0, 0.0], [0.0, 0.0, 0.0], [False] * 3, [False] * 3, demo=False)
     buffer = make_sqil_buffer(demos, online_capacity=8, demo_fraction=0.5, batch_size=64)
     buffer.online_buffer.extend(agent)
-    batches = BalancedBatches(buffer, batch_size=64, chunk=1, n_step=4, gamma=GAMMA)
+    batches = ReplayBatches(buffer, batch_size=64, chunk=1, n_step=4, gamma=GAMMA)
     (batch,) = next(iter(batches))
     demo_rows, agent_rows = batch[batch["is_demo"]], batch[~batch["is_demo"]]
     assert set(demo_rows["next", "observation"].squeeze(-1).tolist()) <= {2.0}  # the demo episode's own end
@@ -127,7 +127,7 @@ def test_one_step_batches_are_left_as_they_were():
     demos = _rows([0.0, 1.0], [1.0, 2.0], [1.0, 1.0], [False, False], [False, True], demo=True)
     buffer = make_sqil_buffer(demos, online_capacity=8, demo_fraction=0.5, batch_size=8)
     buffer.online_buffer.extend(EPISODES)
-    (batch,) = next(iter(BalancedBatches(buffer, batch_size=8, chunk=1, n_step=1, gamma=GAMMA)))
+    (batch,) = next(iter(ReplayBatches(buffer, batch_size=8, chunk=1, n_step=1, gamma=GAMMA)))
     assert "steps_to_next_obs" not in batch.keys()
     assert bootstrap_discount(batch, GAMMA) == GAMMA
 

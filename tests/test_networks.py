@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from sqil_lightning.errors import ConfigError
-from sqil_lightning.networks import ENCODERS, PixelNetwork, build_network, mlp
-from sqil_lightning.soft_q_module import SoftQSQIL
+from sqil_lightning.learners.networks import ENCODERS, PixelNetwork, build_network, mlp
+from sqil_lightning.learners.soft_q import SoftQSQIL
 
 
 @pytest.mark.parametrize("encoder,shape,features", [("nature_cnn", (4, 84, 84), 64 * 7 * 7), ("car_racing_cnn", (3, 64, 64), 256 * 2 * 2)])

@@ -13,23 +13,17 @@ import logging
 import os
 import re
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from callbacks.progress import UpdatesProgressBar
+from sqil_lightning.callbacks.progress import UpdatesProgressBar
 from sqil_lightning import quiet
-from sqil_lightning.cli import main
+from sqil_lightning.commands import main
 
-REPO = Path(__file__).resolve().parents[1]
-BASE_CONFIG = REPO / "conf" / "lunarlander.yaml"
-FAST_CONFIG = REPO / "tests" / "conf" / "fast.yaml"  # 300 steps with data.updates_per_step 4
-
-# In-process calls pass `args` while sys.argv holds pytest's own arguments; Lightning warns.
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+from fit_process import BASE_CONFIG, FAST_CONFIG, SQIL_COMMAND, fit_args
 
 # What the project knows to be benign (sqil_lightning/quiet.py), as it reads in the output.
 BENIGN_OUTPUT = {
@@ -65,10 +59,7 @@ def user_fit(tmp_path_factory):
     log_dir = tmp_path / "logs" / "fast" / "version_0"
     log_dir.mkdir(parents=True)
     (log_dir / "notes.txt").write_text("left by an earlier run\n")
-    command = [
-        sys.executable, "-m", "sqil_lightning", "fit",
-        "--config", str(BASE_CONFIG),
-        "--config", str(FAST_CONFIG),
+    command = SQIL_COMMAND + fit_args(
         "--trainer.enable_progress_bar", "true",
         "--trainer.default_root_dir", str(tmp_path / "root"),
         "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
@@ -76,7 +67,7 @@ def user_fit(tmp_path_factory):
         "--data.demo_path", str(tmp_path / "demos" / "ll3.npz"),
         "--wandb.mode", "offline",
         "--wandb.save_dir", str(tmp_path / "wandb_runs"),  # not created beforehand
-    ]
+    )  # fmt: skip
     done = subprocess.run(command, cwd=tmp_path, env=_user_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"fit failed\n--- stdout ---\n{done.stdout[-3000:]}\n--- stderr ---\n{done.stderr[-6000:]}"
     return {"tmp_path": tmp_path, "log_dir": log_dir, "stdout": done.stdout, "stderr": done.stderr}
@@ -259,8 +250,7 @@ def tested(user_fit):
         mp.setenv("NETRC", str(tmp_path / "home" / ".netrc"))
         mp.chdir(tmp_path)
         stdout = io.StringIO()
-        with warnings.catch_warnings(), contextlib.redirect_stdout(stdout):
-            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        with contextlib.redirect_stdout(stdout):
             main(args)
     return {**user_fit, "before": before, "printed": stdout.getvalue()}
 

@@ -12,19 +12,22 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torchrl.data import LazyTensorStorage, RandomSampler, ReplayBuffer
 
-from sqil_lightning import atari
-from sqil_lightning.car_racing import ENV_ID, RotatedStart, TrackFollower
-from sqil_lightning.cli import main
-from sqil_lightning.datamodule import SQILDataModule
-from sqil_lightning.demos import DemoSet
-from sqil_lightning.envs import attach_simulator, env_spaces, make_env, make_gym_env
+from sqil_lightning import SoftQSQIL
+from sqil_lightning.envs import atari
+from sqil_lightning.envs.car_racing import ENV_ID, RotatedStart, TrackFollower
+from sqil_lightning.commands import main
+from sqil_lightning.data.datamodule import SQILDataModule
+from sqil_lightning.demos.store import DemoSet
+from sqil_lightning.envs.make import attach_simulator, env_spaces, make_env, make_gym_env
 from sqil_lightning.errors import ConfigError
-from sqil_lightning.networks import build_network
-from sqil_lightning.pixels import PixelPipeline
-from sqil_lightning.frame_replay import StackedFrames
-from sqil_lightning.replay import online_storage, relabel_online_rewards
+from sqil_lightning.learners.networks import build_network
+from sqil_lightning.envs.pixels import PixelPipeline
+from sqil_lightning.data.frame_replay import StackedFrames
+from sqil_lightning.data.replay import online_storage
+from sqil_lightning.sqil import agent_rows
 
-REPO = Path(__file__).resolve().parents[1]
+from fit_process import REPO
+
 CAR_RACING = PixelPipeline(size=64, grayscale=False, frame_stack=1)
 
 
@@ -109,8 +112,9 @@ def test_batches_reach_the_network_as_uint8_and_train_it(car_racing_demo_file):
         online_capacity=100, pixels={"size": 64, "grayscale": False, "frame_stack": 1},
     )  # fmt: skip
     datamodule.setup("fit")
-    datamodule.buffer.extend(relabel_online_rewards(_expert_rollout(CAR_RACING, steps=10)))
-    [batch] = next(iter(datamodule._batches))
+    datamodule.connect(SoftQSQIL(datamodule.observation_shape, datamodule.action_space, hidden_sizes=[8], encoder="car_racing_cnn"))
+    datamodule.experience.buffer.extend(agent_rows(_expert_rollout(CAR_RACING, steps=10)))
+    [batch] = next(iter(datamodule.experience.batches))
     assert batch["observation"].dtype == torch.uint8 and batch["observation"].shape == (8, 3, 64, 64)
     net = build_network(datamodule.observation_shape, 3, [16], encoder="car_racing_cnn")
     q = net(batch["observation"])
@@ -166,7 +170,7 @@ def _short_fit_args(config: str, tmp_path: Path, steps: int = 12, overlay: str |
         "fit", "--config", str(REPO / "conf" / config), *overlays,
         "--wandb.mode", "disabled", "--trainer.max_steps", str(steps), "--trainer.enable_progress_bar", "false",
         "--trainer.default_root_dir", str(tmp_path), "--trainer.logger.init_args.save_dir", str(tmp_path),
-        "--data.initial_frames", "20", "--data.batch_size", "8", "--data.online_capacity", "1000",
+        "--data.initial_env_steps", "20", "--data.batch_size", "8", "--data.online_capacity", "1000",
         "--evaluation.every_n_steps", "1000", "--evaluation.final_episodes", "0",
         "--checkpoint.every_n_train_steps", str(steps // 2),
     ]  # fmt: skip
@@ -201,7 +205,7 @@ def test_pong_expert_overlay_trains_from_the_game_reward(tmp_path, monkeypatch):
     assert (tmp_path / "experts" / atari.ENV_ID / "last.ckpt").is_file()
 
 
-# --- frame-stacked replay (sqil_lightning.frame_replay) -------------------------------------------
+# --- frame-stacked replay (sqil_lightning.data.frame_replay) -------------------------------------------
 
 
 def _stacked_rows(steps: int, episode_steps: int) -> TensorDict:
@@ -217,7 +221,7 @@ def _stacked_rows(steps: int, episode_steps: int) -> TensorDict:
 def _replay_of(rows, capacity: int) -> tuple[StackedFrames, ReplayBuffer]:
     frames = StackedFrames(frame_stack=3, frame_channels=1)
     buffer = ReplayBuffer(storage=LazyTensorStorage(capacity), sampler=RandomSampler())
-    buffer.extend(frames.compact(relabel_online_rewards(rows), rows["step_count"].reshape(-1)))
+    buffer.extend(frames.compact(agent_rows(rows), rows["step_count"].reshape(-1)))
     return frames, buffer
 
 

@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
-from sqil_lightning.cli import main
-from sqil_lightning.plots import read_series
+from sqil_lightning.commands import main
+from sqil_lightning.studies.plots import read_series
 
 
 def _write_metrics(path):

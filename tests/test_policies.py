@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict
 
-from sqil_lightning.policies import boltzmann_policy
+from sqil_lightning.learners.policies import boltzmann_policy
 
 
 class _FixedQ(torch.nn.Module):

@@ -5,15 +5,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import pytest
 import torch
 from tensordict import TensorDict
 
 from fit_process import fast_fit_args
-from sqil_lightning.cli import main
-from sqil_lightning.replay import BalancedBatches, make_sqil_buffer
-
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+from sqil_lightning.commands import main
+from sqil_lightning.data.replay import ReplayBatches, make_sqil_buffer
 
 
 def _rows(n: int, demo: bool) -> TensorDict:
@@ -37,7 +34,7 @@ def test_pretraining_batches_hold_demo_rows_only_and_the_agent_starts_after_them
         started.append(len(batches_seen))
         buffer.online_buffer.extend(_rows(20, demo=False))
 
-    batches = BalancedBatches(buffer, batch_size=8, chunk=2, start_online=start_online)
+    batches = ReplayBatches(buffer, batch_size=8, chunk=2, start_online=start_online)
     batches.pretrain_left = 3
     batches_seen = []
     stream = iter(batches)

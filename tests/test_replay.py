@@ -8,12 +8,8 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from sqil_lightning.replay import (
-    BalancedBatches,
-    make_sqil_buffer,
-    relabel_demo_rewards,
-    relabel_online_rewards,
-)
+from sqil_lightning.data.replay import ReplayBatches, make_sqil_buffer
+from sqil_lightning.sqil import agent_rows, demo_rows
 
 N_DEMO = 50
 DEMO_REWARD, GAMMA = 2.0, 0.9
@@ -49,17 +45,17 @@ def _demos() -> TensorDict:
 
 
 def _filled_buffer(demo_fraction: float = 0.5, batch_size: int = 16, absorbing: bool = True):
-    demos = relabel_demo_rewards(_demos(), DEMO_REWARD, GAMMA, absorbing=absorbing)
+    demos = demo_rows(_demos(), DEMO_REWARD, GAMMA, absorbing=absorbing)
     buffer = make_sqil_buffer(demos, ONLINE_CAPACITY, demo_fraction, batch_size)
     for k in range(EXTENDS):
         online = _transitions(1000 + k * ROWS_PER_EXTEND, ROWS_PER_EXTEND, env_reward=5.0 + k, terminal_every=3)
-        buffer.extend(relabel_online_rewards(online))
+        buffer.extend(agent_rows(online))
     return demos, buffer
 
 
-def test_relabel_demo_rewards_gives_r_and_r_over_one_minus_gamma_into_terminal_states():
+def test_demo_rows_gives_r_and_r_over_one_minus_gamma_into_terminal_states():
     demos = _demos()
-    out = relabel_demo_rewards(demos, DEMO_REWARD, GAMMA, absorbing=True)
+    out = demo_rows(demos, DEMO_REWARD, GAMMA, absorbing=True)
     terminated = demos["next", "terminated"]
     assert terminated.sum() == 5
     torch.testing.assert_close(out["next", "reward"][terminated], torch.full((5,), DEMO_REWARD / (1 - GAMMA)))
@@ -69,19 +65,19 @@ def test_relabel_demo_rewards_gives_r_and_r_over_one_minus_gamma_into_terminal_s
     torch.testing.assert_close(demos["next", "reward"], torch.full((N_DEMO, 1), -3.0))
 
 
-def test_relabel_demo_rewards_without_absorbing_gives_r_everywhere():
-    out = relabel_demo_rewards(_demos(), DEMO_REWARD, GAMMA, absorbing=False)
+def test_demo_rows_without_absorbing_gives_r_everywhere():
+    out = demo_rows(_demos(), DEMO_REWARD, GAMMA, absorbing=False)
     torch.testing.assert_close(out["next", "reward"], torch.full((N_DEMO, 1), DEMO_REWARD))
 
 
 def test_absorbing_reward_with_gamma_one_is_rejected():
     with pytest.raises(ValueError, match="gamma"):
-        relabel_demo_rewards(_demos(), DEMO_REWARD, 1.0, absorbing=True)
+        demo_rows(_demos(), DEMO_REWARD, 1.0, absorbing=True)
 
 
-def test_relabel_online_rewards_zeroes_env_reward_and_keeps_only_transition_keys():
+def test_agent_rows_zeroes_env_reward_and_keeps_only_transition_keys():
     batch = _transitions(0, 6, env_reward=7.0)
-    out = relabel_online_rewards(batch)
+    out = agent_rows(batch)
     torch.testing.assert_close(out["next", "reward"], torch.zeros(6, 1))
     assert not out["is_demo"].any()
     assert "collector" not in out.keys()
@@ -117,7 +113,7 @@ def test_every_balanced_batch_has_the_exact_demo_fraction_and_sqil_rewards(demo_
     total = EXTENDS * ROWS_PER_EXTEND
     newest = set(range(1000 + total - ONLINE_CAPACITY, 1000 + total))
     seen_terminal_demo = False
-    for [batch] in itertools.islice(iter(BalancedBatches(buffer, batch_size, chunk=4)), 60):
+    for [batch] in itertools.islice(iter(ReplayBatches(buffer, batch_size, chunk=4)), 60):
         assert batch.batch_size == (batch_size,)
         is_demo = batch["is_demo"]
         assert int(is_demo.sum()) == n_demo
@@ -137,7 +133,7 @@ def test_every_balanced_batch_has_the_exact_demo_fraction_and_sqil_rewards(demo_
 def test_balanced_batches_without_absorbing_give_demo_rows_reward_r():
     torch.manual_seed(0)
     _, buffer = _filled_buffer(absorbing=False)
-    for [batch] in itertools.islice(iter(BalancedBatches(buffer, 16, chunk=4)), 20):
+    for [batch] in itertools.islice(iter(ReplayBatches(buffer, 16, chunk=4)), 20):
         reward = batch["next", "reward"].squeeze(-1)
         assert (reward[batch["is_demo"]] == DEMO_REWARD).all()
         assert (reward[~batch["is_demo"]] == 0).all()
@@ -146,32 +142,32 @@ def test_balanced_batches_without_absorbing_give_demo_rows_reward_r():
 def test_balanced_batches_stream_is_endless_beyond_one_chunk():
     torch.manual_seed(0)
     _, buffer = _filled_buffer()
-    batches = [batch for [batch] in itertools.islice(iter(BalancedBatches(buffer, 16, chunk=3)), 10)]
+    batches = [batch for [batch] in itertools.islice(iter(ReplayBatches(buffer, 16, chunk=3)), 10)]
     assert len(batches) == 10
     # Different batches are different samples, not the same one repeated.
     assert not all(torch.equal(b["observation"], batches[0]["observation"]) for b in batches[1:])
 
 
 def test_sampling_with_an_empty_online_partition_raises():
-    demos = relabel_demo_rewards(_demos(), DEMO_REWARD, GAMMA, absorbing=True)
+    demos = demo_rows(_demos(), DEMO_REWARD, GAMMA, absorbing=True)
     buffer = make_sqil_buffer(demos, ONLINE_CAPACITY, 0.5, 16)
     with pytest.raises(RuntimeError, match="online partition is empty"):
-        next(iter(BalancedBatches(buffer, 16, chunk=4)))
+        next(iter(ReplayBatches(buffer, 16, chunk=4)))
 
 
 def test_restored_untrained_batches_continue_the_stream_as_if_never_interrupted():
     # A checkpoint between steps holds the batch Lightning prefetched and the rest of the chunk;
-    # a new BalancedBatches given those yields exactly what the uninterrupted stream would.
+    # a new ReplayBatches given those yields exactly what the uninterrupted stream would.
     torch.manual_seed(0)
     _, buffer = _filled_buffer()
-    uninterrupted = [batch for [batch] in itertools.islice(iter(BalancedBatches(buffer, 16, chunk=4)), 11)]
+    uninterrupted = [batch for [batch] in itertools.islice(iter(ReplayBatches(buffer, 16, chunk=4)), 11)]
     torch.manual_seed(0)
-    first = BalancedBatches(buffer, 16, chunk=4)
+    first = ReplayBatches(buffer, 16, chunk=4)
     trained = [batch for [batch] in itertools.islice(iter(first), 6)][:-1]  # the 6th is fetched ahead, not trained on
     untrained = first.untrained()
     assert len(untrained) == 1 + 2  # the prefetched batch and the two left of the second chunk
     rng = torch.get_rng_state()
-    resumed = BalancedBatches(buffer, 16, chunk=4)
+    resumed = ReplayBatches(buffer, 16, chunk=4)
     resumed.restore_untrained([batch.clone() for batch in untrained])
     torch.set_rng_state(rng)
     continued = trained + [batch for [batch] in itertools.islice(iter(resumed), 6)]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from sqil_lightning.envs import make_gym_env
-from sqil_lightning.resumable_episode import ResumableEpisode
+from sqil_lightning.envs.make import make_gym_env
+from sqil_lightning.data.resumable_episode import ResumableEpisode
 
 
 def _random_actions(env, n: int, seed: int) -> list:

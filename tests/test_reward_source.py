@@ -12,12 +12,11 @@ import pytest
 import torch
 
 from sqil_lightning import SACSQIL, DemoSet, SQILDataModule
-from sqil_lightning.envs import env_spaces
+from sqil_lightning.envs.make import env_spaces
 
-REPO = Path(__file__).resolve().parents[1]
+from fit_process import REPO
+
 PENDULUM_CONFIG = REPO / "conf" / "pendulum.yaml"
-
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
 
 def pendulum_reward(observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -56,12 +55,13 @@ def _started(datamodule: SQILDataModule):
     datamodule.setup("fit")
     torch.manual_seed(0)
     learner = SACSQIL(observation_shape=datamodule.observation_shape, action_space=datamodule.action_space, hidden_sizes=(16,))
-    datamodule.trainer = SimpleNamespace(lightning_module=learner, global_rank=0, world_size=1, max_steps=-1, global_step=0, checkpoint_callbacks=[])
+    datamodule.trainer = SimpleNamespace(global_rank=0, world_size=1, global_step=0)
+    datamodule.connect(learner)
     return datamodule.train_dataloader()
 
 
 # Small, fast Pendulum runs: the settings both reward sources share.
-SMALL = dict(env_id="Pendulum-v1", demo_expert=None, batch_size=16, initial_frames=48, rollout_frames=8, sample_chunk=4)
+SMALL = dict(env_id="Pendulum-v1", demo_expert=None, batch_size=16, initial_env_steps=48, rollout_env_steps=8, sample_chunk=4)
 
 
 @pytest.fixture
@@ -93,8 +93,8 @@ def sqil_reward_data(tmp_path, monkeypatch):
 
 def test_env_reward_keeps_the_envs_reward_on_every_row(env_reward_data):
     datamodule, _ = env_reward_data
-    rows = datamodule.buffer[:]
-    assert len(rows) == datamodule.env_steps == 48
+    rows = datamodule.experience.buffer[:]
+    assert len(rows) == datamodule.experience.env_steps == 48
     assert not rows["is_demo"].any()
     reward = rows["next", "reward"].squeeze(-1).double()
     torch.testing.assert_close(reward, pendulum_reward(rows["observation"], rows["action"]), rtol=1e-5, atol=1e-4)
@@ -117,14 +117,15 @@ def test_env_reward_needs_no_demo_file_and_writes_none(tmp_path, monkeypatch):
     assert not datamodule.uses_demos
     datamodule.prepare_data()
     datamodule.setup("fit")
+    datamodule.connect(SACSQIL(observation_shape=datamodule.observation_shape, action_space=datamodule.action_space, hidden_sizes=(16,)))
     assert not missing.exists() and not (tmp_path / "demos").exists()
-    assert len(datamodule.buffer) == 0
+    assert len(datamodule.experience.buffer) == 0
 
 
 def test_sqil_reward_zeroes_the_agents_rows_that_the_env_paid_for(sqil_reward_data):
     datamodule, _ = sqil_reward_data
-    online = datamodule.buffer.online_buffer[:]
-    assert len(online) == datamodule.env_steps == 48
+    online = datamodule.experience.buffer.online_buffer[:]
+    assert len(online) == datamodule.experience.env_steps == 48
     assert not online["is_demo"].any()
     assert (online["next", "reward"] == 0).all()
     # The env did pay for these steps: Pendulum's reward is negative almost everywhere.
@@ -154,9 +155,9 @@ def test_env_reward_fit_writes_no_demo_file(pendulum_expert):
 def test_env_reward_fit_fills_the_replay_with_the_envs_reward(pendulum_expert):
     cli = pendulum_expert["cli"]
     assert cli.trainer.global_step == pendulum_expert["steps"]
-    rows = cli.datamodule.buffer[:]
-    # initial frames, then 4 env steps every 4 gradient steps.
-    assert len(rows) == cli.datamodule.env_steps == pendulum_expert["initial_frames"] + pendulum_expert["steps"]
+    rows = cli.datamodule.experience.buffer[:]
+    # initial env steps, then 4 env steps every 4 gradient steps.
+    assert len(rows) == cli.datamodule.experience.env_steps == pendulum_expert["initial_env_steps"] + pendulum_expert["steps"]
     assert not rows["is_demo"].any()
     reward = rows["next", "reward"].squeeze(-1).double()
     torch.testing.assert_close(reward, pendulum_reward(rows["observation"], rows["action"]), rtol=1e-5, atol=1e-4)
@@ -167,7 +168,7 @@ def test_env_reward_checkpoint_records_the_reward_source_and_env(pendulum_expert
     checkpoint = torch.load(pendulum_expert["checkpoint"], map_location="cpu", weights_only=False)
     assert checkpoint["datamodule_hyper_parameters"]["reward"] == "env"
     assert checkpoint["datamodule_hyper_parameters"]["env_id"] == "Pendulum-v1"
-    assert checkpoint["sqil_learner_class"] == "sqil_lightning.sac_module.SACSQIL"
+    assert checkpoint["sqil_learner_class"] == "sqil_lightning.learners.sac.SACSQIL"
     assert checkpoint["state_dict"]["actor.module.0.module.0.0.weight"].shape == (16, env_spaces("Pendulum-v1").observation_shape[0])
 
 

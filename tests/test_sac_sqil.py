@@ -13,13 +13,9 @@ from torchrl.objectives.sac import compute_rsample_log_prob
 
 from sqil_lightning import SACSQIL, SoftQSQIL
 from sqil_lightning.errors import ConfigError
-from sqil_lightning.replay import (
-    BalancedBatches,
-    make_sqil_buffer,
-    relabel_demo_rewards,
-    relabel_online_rewards,
-)
-from sqil_lightning.soft_bellman import sqil_loss
+from sqil_lightning.data.replay import ReplayBatches, make_sqil_buffer
+from sqil_lightning.sqil import agent_rows, demo_rows
+from sqil_lightning.learners.soft_bellman import sqil_loss
 
 # A Pendulum-like task: 3-dim observations, one action in [-2, 2].
 OBS_DIM = 3
@@ -74,10 +70,10 @@ def _batch(demo_reward: float = 1.0, absorbing: bool = False, n_demo: int = 8, n
     Each partition holds the three ways a transition can end: terminated (odd rows), cut by the
     time limit (rows 0, 4: how every Pendulum and MuJoCo episode ends) and not at all (rows 2, 6).
     """
-    demos = relabel_demo_rewards(
+    demos = demo_rows(
         _transitions(n_demo, -5.0, seed=1, terminal_every=2, truncated_every=4), demo_reward, GAMMA, absorbing
     )
-    online = relabel_online_rewards(_transitions(n_online, -5.0, seed=2, terminal_every=2, truncated_every=4))
+    online = agent_rows(_transitions(n_online, -5.0, seed=2, terminal_every=2, truncated_every=4))
     return torch.cat([demos, online])
 
 
@@ -141,10 +137,10 @@ def _params(params) -> dict:
 def test_balanced_continuous_batches_have_the_exact_demo_fraction_and_sqil_rewards():
     torch.manual_seed(0)
     demo_reward, batch_size, demo_fraction = 2.5, 16, 0.25
-    demos = relabel_demo_rewards(_transitions(N_DEMO, -7.0, seed=1), demo_reward, GAMMA, absorbing=False)
+    demos = demo_rows(_transitions(N_DEMO, -7.0, seed=1), demo_reward, GAMMA, absorbing=False)
     buffer = make_sqil_buffer(demos, online_capacity=100, demo_fraction=demo_fraction, batch_size=batch_size)
-    buffer.extend(relabel_online_rewards(_transitions(N_ONLINE, -7.0, seed=2)))
-    for [batch] in itertools.islice(iter(BalancedBatches(buffer, batch_size, chunk=4)), 20):
+    buffer.extend(agent_rows(_transitions(N_ONLINE, -7.0, seed=2)))
+    for [batch] in itertools.islice(iter(ReplayBatches(buffer, batch_size, chunk=4)), 20):
         assert batch.batch_size == (batch_size,)
         is_demo = batch["is_demo"]
         assert int(is_demo.sum()) == 4
@@ -391,15 +387,15 @@ def _one_step_rows(actions: torch.Tensor) -> TensorDict:
 
 def test_a_few_hundred_steps_learn_a_higher_q_for_the_demo_action_and_act_towards_it():
     model = _model(seed=0, critic_lr=3e-3, actor_lr=3e-3, alpha_lr=3e-3)
-    demos = relabel_demo_rewards(_one_step_rows(torch.full((16,), DEMO_ACTION)), 1.0, GAMMA, absorbing=False)
+    demos = demo_rows(_one_step_rows(torch.full((16,), DEMO_ACTION)), 1.0, GAMMA, absorbing=False)
     buffer = make_sqil_buffer(demos, online_capacity=1000, demo_fraction=0.5, batch_size=64)
-    buffer.extend(relabel_online_rewards(_one_step_rows(torch.rand(256) * 4 - 2)))
+    buffer.extend(agent_rows(_one_step_rows(torch.rand(256) * 4 - 2)))
     optimizer = model.configure_optimizers()
     probe = _one_step_rows(torch.tensor([DEMO_ACTION, -1.5, 0.0]))
     observation = TensorDict({"observation": torch.tensor([STATE])}, batch_size=[1])
     start_action = model.policy(deterministic=True)(observation.clone())["action"].item()
     assert start_action < 0.5  # the untrained actor does not already act like the demos
-    for i, [batch] in enumerate(itertools.islice(iter(BalancedBatches(buffer, 64, chunk=32)), 300)):
+    for i, [batch] in enumerate(itertools.islice(iter(ReplayBatches(buffer, 64, chunk=32)), 300)):
         loss = model.losses(batch)["loss"]
         optimizer.zero_grad()
         loss.backward()

@@ -10,7 +10,7 @@ from tensordict import TensorDict
 
 from sqil_lightning import SoftQSQIL
 from sqil_lightning.errors import ConfigError
-from sqil_lightning.soft_bellman import soft_bellman_target, soft_value, sqil_loss
+from sqil_lightning.learners.soft_bellman import soft_bellman_target, soft_value, sqil_loss
 
 
 # --- soft value -----------------------------------------------------------------------------------

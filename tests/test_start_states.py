@@ -7,18 +7,17 @@ import contextlib
 import io
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from sqil_lightning.envs import make_gym_env
+from sqil_lightning.envs.make import make_gym_env
 from sqil_lightning.errors import ConfigError
-from sqil_lightning.start_states import LunarLanderOffset, build_start_shift
+from sqil_lightning.envs.start_states import LunarLanderOffset, build_start_shift
 
-REPO = Path(__file__).resolve().parents[1]
-SHIFT_SPEC = {"class_path": "sqil_lightning.start_states.LunarLanderOffset", "init_args": {"x_offset": [0.45, 0.6], "tilt": 0.2}}
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+from fit_process import fit_args
+
+SHIFT_SPEC = {"class_path": "sqil_lightning.envs.start_states.LunarLanderOffset", "init_args": {"x_offset": [0.45, 0.6], "tilt": 0.2}}
 
 
 def _starts(shift, episodes: int = 40) -> np.ndarray:
@@ -78,8 +77,8 @@ def test_shifted_lander_falls_and_keeps_its_legs_like_an_unshifted_one():
     [
         ({"class_path": "nope.Shift"}, "data.start_shift.class_path = 'nope.Shift' cannot be imported"),
         ({"x_offset": [0.5, 0.6]}, "data.start_shift = "),
-        ({"class_path": "sqil_lightning.start_states.LunarLanderOffset", "init_args": {"offset": 1}}, "do not fit"),
-        ({"class_path": "sqil_lightning.start_states.LunarLanderOffset", "init_args": {"x_offset": [0.7, 0.5]}}, "x_offset = [0.7, 0.5] is invalid"),
+        ({"class_path": "sqil_lightning.envs.start_states.LunarLanderOffset", "init_args": {"offset": 1}}, "do not fit"),
+        ({"class_path": "sqil_lightning.envs.start_states.LunarLanderOffset", "init_args": {"x_offset": [0.7, 0.5]}}, "x_offset = [0.7, 0.5] is invalid"),
     ],
 )
 def test_bad_start_shift_configs_are_named(spec, fragment):
@@ -88,17 +87,14 @@ def test_bad_start_shift_configs_are_named(spec, fragment):
 
 
 def test_fit_with_shifted_starts_reports_both_start_sets(tmp_path, monkeypatch, lunarlander_demo_file):
-    from sqil_lightning.cli import main
+    from sqil_lightning.commands import main
 
     monkeypatch.chdir(tmp_path)
-    args = [
-        "fit",
-        "--config", str(REPO / "conf" / "lunarlander.yaml"),
-        "--config", str(REPO / "tests" / "conf" / "fast.yaml"),
+    args = fit_args(
         "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
         "--data.demo_path", str(lunarlander_demo_file),
         "--data.start_shift", json.dumps(SHIFT_SPEC),
-    ]  # fmt: skip
+    )  # fmt: skip
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         main(args)
@@ -113,9 +109,9 @@ def test_fit_with_shifted_starts_reports_both_start_sets(tmp_path, monkeypatch, 
 
 
 def test_a_tilt_band_starts_beyond_every_demo_attitude(lunarlander_demo_file):
-    from sqil_lightning.demos import DemoSet
+    from sqil_lightning.demos.store import DemoSet
 
-    band = {"class_path": "sqil_lightning.start_states.LunarLanderOffset", "init_args": {"x_offset": [0.0, 0.0], "tilt": [0.6, 0.9]}}
+    band = {"class_path": "sqil_lightning.envs.start_states.LunarLanderOffset", "init_args": {"x_offset": [0.0, 0.0], "tilt": [0.6, 0.9]}}
     plain, tilted = _starts(None), _starts(build_start_shift(band))
     angles = tilted[:, 4]
     # The observation's angle after the shift's no-op step: the band, give or take the push's spin.
@@ -132,7 +128,7 @@ def test_a_tilt_band_outside_a_quarter_turn_is_named():
 
 
 def test_a_spin_band_turns_the_whole_lander_beyond_every_demo_turn_rate(lunarlander_demo_file):
-    from sqil_lightning.demos import DemoSet
+    from sqil_lightning.demos.store import DemoSet
 
     spinning = LunarLanderOffset(x_offset=[0.0, 0.0], tilt=0.0, spin=[1.0, 2.0])
     plain, spun = _starts(None), _starts(spinning)

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import sys
 import tempfile
 from pathlib import Path
 
@@ -32,30 +31,22 @@ from torchrl.data import LazyTensorStorage, RandomSampler, ReplayBuffer
 from sqil_lightning.checkpoint_io import AtomicCheckpointIO
 from sqil_lightning.cli import lightning_main
 from sqil_lightning.errors import WriteFault
-from sqil_lightning.replay_snapshot import checkpoint_snapshot, load_snapshot
+from sqil_lightning.data.snapshot import checkpoint_snapshot, load_snapshot
 
-from fit_process import FitProcess
+from fit_process import BASE_CONFIG, FAST_CONFIG, SQIL_COMMAND, FitProcess, fit_args
 
-REPO = Path(__file__).resolve().parents[1]
-BASE_CONFIG = REPO / "conf" / "lunarlander.yaml"
-FAST_CONFIG = REPO / "tests" / "conf" / "fast.yaml"
 CHECKPOINT_EVERY = 100  # --checkpoint.every_n_train_steps of the runs below (as in fast.yaml)
 ROLLOUT_EVERY, ROLLOUT_FRAMES, INITIAL_FRAMES = 4, 4, 200  # fast.yaml's rollout and data settings
 UPDATES_PER_STEP = 4  # fast.yaml's data.updates_per_step: global_step moves 4 at a time
 # Generous: the machine may be busy; the waits end as soon as the condition holds.
 START_TIMEOUT_S, EXIT_TIMEOUT_S, RUN_TIMEOUT_S = 120, 120, 300
 
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
-
 
 # --- helpers -------------------------------------------------------------------------------------------
 
 
 def _fit_command(tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable, "-m", "sqil_lightning", "fit",
-        "--config", str(BASE_CONFIG),
-        "--config", str(FAST_CONFIG),
+    return SQIL_COMMAND + fit_args(
         "--trainer.max_steps", "100000",
         "--trainer.default_root_dir", str(tmp_path / "root"),
         "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
@@ -63,7 +54,7 @@ def _fit_command(tmp_path: Path, *extra: str) -> list[str]:
         "--data.demo_episodes", "2",
         "--model.init_args.final_lr_fraction", "1",
         *extra,
-    ]  # fmt: skip
+    )  # fmt: skip
 
 
 def _interrupted_run(tmp_path: Path, signum: int, *extra: str) -> dict:
@@ -110,6 +101,7 @@ def sigterm_run(tmp_path_factory):
     return result
 
 
+@pytest.mark.slow
 def test_sigterm_exits_143_and_says_how_to_continue(sigterm_run):
     if sigterm_run["status"] != 143:
         sigterm_run["run"].fail(f"exit status {sigterm_run['status']}, expected 143 (SIGTERM, handled)")
@@ -119,6 +111,7 @@ def test_sigterm_exits_143_and_says_how_to_continue(sigterm_run):
     assert "continue with the same command plus --ckpt_path last" in output
 
 
+@pytest.mark.slow
 def test_sigterm_saves_last_ckpt_at_the_step_it_stopped_after(sigterm_run):
     last = sigterm_run["checkpoints"] / "last.ckpt"
     assert sigterm_run["reported_checkpoint"] == last
@@ -154,12 +147,14 @@ def resumed_run(sigterm_run):
     return {"stdout": out, "stderr": err, "log_dir": log_dir, "max_steps": max_steps, "periodic": periodic}
 
 
+@pytest.mark.slow
 def test_resume_restores_the_interrupted_last_ckpt(sigterm_run, resumed_run):
     last = sigterm_run["checkpoints"] / "last.ckpt"
     assert f"Restored all states from the checkpoint at {last}" in resumed_run["stderr"]
     assert "Traceback" not in resumed_run["stderr"]
 
 
+@pytest.mark.slow
 def test_resumed_run_continues_step_and_env_step_counts(sigterm_run, resumed_run):
     step, env_steps = sigterm_run["step"], _load(sigterm_run["checkpoints"] / "last.ckpt")["SQILDataModule"]["env_steps"]
     result = json.loads((resumed_run["log_dir"] / "result.json").read_text())
@@ -175,6 +170,7 @@ def test_resumed_run_continues_step_and_env_step_counts(sigterm_run, resumed_run
     assert not list(resumed_run["log_dir"].glob(f"checkpoints/epoch=0-step={CHECKPOINT_EVERY}.ckpt"))
 
 
+@pytest.mark.slow
 def test_resumed_run_final_last_ckpt_holds_max_steps(resumed_run):
     checkpoint = _load(resumed_run["log_dir"] / "checkpoints" / "last.ckpt")
     result = json.loads((resumed_run["log_dir"] / "result.json").read_text())
@@ -194,6 +190,7 @@ def uninterrupted_run(sigterm_run, resumed_run):
     return {"checkpoints": tmp_path / "logs" / "fast" / "version_0" / "checkpoints"}
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_ends_identical_to_an_uninterrupted_one(sigterm_run, resumed_run, uninterrupted_run):
     resumed = _load(resumed_run["log_dir"] / "checkpoints" / "last.ckpt")
     reference = _load(uninterrupted_run["checkpoints"] / "last.ckpt")
@@ -214,6 +211,7 @@ def test_interrupted_and_resumed_run_ends_identical_to_an_uninterrupted_one(sigt
     assert resumed["SQILDataModule"]["recent_returns"] == pytest.approx(reference["SQILDataModule"]["recent_returns"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_replay_continues_across_the_resume(sigterm_run, resumed_run):
     # The interrupted run's snapshot holds every row it collected; the resumed run adds its rollouts
     # to those rows (restored, not collected again), so rows == env_steps at both checkpoints.
@@ -223,6 +221,7 @@ def test_replay_continues_across_the_resume(sigterm_run, resumed_run):
     assert len(_replay_rows(resumed_run["log_dir"] / "checkpoints" / "last.ckpt")) == final["SQILDataModule"]["env_steps"]
 
 
+@pytest.mark.slow
 def test_a_moved_run_folder_still_resumes_with_its_replay(sigterm_run):
     # A resumed run finds the replay snapshot beside the checkpoint file, so a run folder copied
     # elsewhere (another disk, a renamed study) works without the folder it was written in.
@@ -249,6 +248,7 @@ def test_a_moved_run_folder_still_resumes_with_its_replay(sigterm_run):
 # --- Ctrl+C ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_last_ckpt_and_exits_130_with_one_line(tmp_path):
     # With save_last off, ModelCheckpoint writes no last.ckpt: the one found was written by the stop.
     result = _interrupted_run(tmp_path, signal.SIGINT, "--checkpoint.save_last", "false")
@@ -272,10 +272,7 @@ def test_ctrl_c_saves_last_ckpt_and_exits_130_with_one_line(tmp_path):
 @pytest.mark.parametrize("where", ["logger", "checkpoint_dirpath"])
 def test_ckpt_path_last_without_a_previous_run_is_a_one_line_error(where, tmp_path, monkeypatch, expect_user_error):
     monkeypatch.chdir(tmp_path)
-    args = [
-        "fit", "--config", str(BASE_CONFIG), "--config", str(FAST_CONFIG),
-        "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), "--ckpt_path", "last",
-    ]  # fmt: skip
+    args = fit_args("--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), "--ckpt_path", "last")
     searched = tmp_path / "logs" / "fast"
     if where == "checkpoint_dirpath":
         searched = tmp_path / "ckpts"

@@ -9,19 +9,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from sqil_lightning.cli import main
+from sqil_lightning.commands import main
 from sqil_lightning.errors import ConfigError
-from sqil_lightning.study import StudySpec, mean_and_standard_error
+from sqil_lightning.studies.spec import StudySpec
+from sqil_lightning.studies.study import mean_and_standard_error
 
-REPO = Path(__file__).resolve().parents[1]
-SHIFT = {"class_path": "sqil_lightning.start_states.LunarLanderOffset", "init_args": {"x_offset": [0.5, 0.6], "tilt": 0.1}}
+from fit_process import BASE_CONFIG, FAST_CONFIG, REPO, SQIL_COMMAND
+
+SHIFT = {"class_path": "sqil_lightning.envs.start_states.LunarLanderOffset", "init_args": {"x_offset": [0.5, 0.6], "tilt": 0.1}}
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +30,14 @@ def tiny_study(tmp_path_factory, lunarlander_demo_file):
     tmp_path = tmp_path_factory.mktemp("study")
     config = {
         "out_dir": str(tmp_path / "out"),
-        "configs": [str(REPO / "conf" / "lunarlander.yaml"), str(REPO / "tests" / "conf" / "fast.yaml")],
+        "configs": [str(BASE_CONFIG), str(FAST_CONFIG)],
         "seeds": [0, 1],
         "parallel": 2,
         "expert": "lunarlander_scripted",
         "demo_path": str(lunarlander_demo_file),
         "eval_episodes": 2,
         "eval_seed": 1000000,
-        "common": {"data.demo_path": str(lunarlander_demo_file), "trainer.max_steps": 120, "data.initial_frames": 100},
+        "common": {"data.demo_path": str(lunarlander_demo_file), "trainer.max_steps": 120, "data.initial_env_steps": 100},
         "start_settings": {
             "s0_demo": {"result_key": "greedy"},
             "s0_train": {"result_key": "greedy_shifted", "overrides": {"data.start_shift": SHIFT}},
@@ -58,6 +59,7 @@ def _run_folders(spec: StudySpec) -> list[Path]:
     return [run.folder for run in spec.runs()]
 
 
+@pytest.mark.slow
 def test_study_runs_each_method_on_its_start_settings_and_seeds(tiny_study):
     spec = tiny_study["spec"]
     assert [(r.method.name, r.start, r.seed) for r in spec.runs()] == [
@@ -72,6 +74,7 @@ def test_study_runs_each_method_on_its_start_settings_and_seeds(tiny_study):
     assert "BehaviouralCloning" in (spec.runs()[1].log_dir / "config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_study_writes_a_table_with_the_expert_row_and_plots(tiny_study):
     spec = tiny_study["spec"]
     report = (spec.out_dir / "results.md").read_text()
@@ -91,6 +94,7 @@ def test_study_writes_a_table_with_the_expert_row_and_plots(tiny_study):
     assert f"wrote {spec.out_dir / 'results.md'}" in tiny_study["stdout"]
 
 
+@pytest.mark.slow
 def test_a_second_call_repeats_no_finished_run_and_continues_a_half_finished_one(tiny_study):
     spec = tiny_study["spec"]
     logs_before = {folder: (folder / "fit.log").read_text() for folder in _run_folders(spec)}
@@ -123,10 +127,10 @@ def test_a_study_config_without_methods_names_what_is_missing(tmp_path):
 def _study_config(tmp_path: Path, demo_file: Path, methods: dict, common: dict) -> Path:
     config = {
         "out_dir": str(tmp_path / "out"),
-        "configs": [str(REPO / "conf" / "lunarlander.yaml"), str(REPO / "tests" / "conf" / "fast.yaml")],
+        "configs": [str(BASE_CONFIG), str(FAST_CONFIG)],
         "seeds": [0],
         "parallel": 2,
-        "common": {"data.demo_path": str(demo_file), "data.initial_frames": 100, **common},
+        "common": {"data.demo_path": str(demo_file), "data.initial_env_steps": 100, **common},
         "start_settings": {"s0_demo": {"result_key": "greedy"}},
         "methods": methods,
     }
@@ -135,6 +139,7 @@ def _study_config(tmp_path: Path, demo_file: Path, methods: dict, common: dict) 
     return path
 
 
+@pytest.mark.slow
 def test_a_failing_run_is_reported_in_one_line_after_the_others_finish(tmp_path, lunarlander_demo_file, capsys):
     methods = {"broken": {"overrides": {"model.init_args.lr": -1.0}}, "sqil": {}}
     path = _study_config(tmp_path, lunarlander_demo_file, methods, {"trainer.max_steps": 60})
@@ -150,6 +155,7 @@ def test_a_failing_run_is_reported_in_one_line_after_the_others_finish(tmp_path,
     assert sqil.result_path.exists()  # the healthy run was not held back by the broken one
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_study_stops_its_fits_with_checkpoints_to_resume_from(tmp_path, lunarlander_demo_file):
     methods = {"a": {}, "b": {}}
     path = _study_config(tmp_path, lunarlander_demo_file, methods, {"trainer.max_steps": 100000})
@@ -157,7 +163,7 @@ def test_sigterm_to_the_study_stops_its_fits_with_checkpoints_to_resume_from(tmp
     with (tmp_path / "study.out").open("w") as out:
         # A session of its own, so that whatever happens the test can end the study and its fits.
         study = subprocess.Popen(
-            [sys.executable, "-m", "sqil_lightning", "study", "--config", str(path)],
+            [*SQIL_COMMAND, "study", "--config", str(path)],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
     spec = StudySpec.load(path)
@@ -198,6 +204,7 @@ def test_a_half_finished_run_refuses_to_continue_under_edited_settings(tmp_path,
     assert "delete that folder" in line
 
 
+@pytest.mark.slow
 def test_start_settings_and_methods_can_be_run_alone(tmp_path, lunarlander_demo_file, capsys, expect_user_error):
     methods = {"sqil": {}, "sqil_t": {"overrides": {"model.class_path": "sqil_lightning.SoftQSQILT"}}}
     config = yaml.safe_load(_study_config(tmp_path, lunarlander_demo_file, methods, {"trainer.max_steps": 60}).read_text())

@@ -11,17 +11,18 @@ import pytest
 import yaml
 
 from sqil_lightning.errors import ConfigError
-from sqil_lightning.study import FinishedRun, Resources, StudySpec
-from sqil_lightning.study_launchers import wait_for_result
+from sqil_lightning.studies.spec import Resources, StudySpec
+from sqil_lightning.studies.fit_processes import FinishedRun
+from sqil_lightning.studies.launchers import wait_for_result
 from sqil_lightning.wandb_logger import WandbSettings
 
-REPO = Path(__file__).resolve().parents[1]
+from fit_process import BASE_CONFIG
 
 
 def _study_config(tmp_path: Path, **extra) -> Path:
     config = {
         "out_dir": str(tmp_path / "out"),
-        "configs": [str(REPO / "conf" / "lunarlander.yaml")],
+        "configs": [str(BASE_CONFIG)],
         "seeds": [0],
         "start_settings": {"s0_demo": {}},
         "methods": {"sqil": {}},
@@ -55,6 +56,15 @@ def test_the_ray_launcher_without_ray_says_how_to_install_it(tmp_path, expect_us
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as where the extra is not installed
     line = expect_user_error(["study", "--config", str(_study_config(tmp_path)), "--launcher", "ray"])
     assert line == 'error: --launcher ray needs Ray: pip install -e ".[ray]" (on every node of the cluster)'
+    assert not (tmp_path / "out").exists()  # no fit started
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1"])
+def test_an_address_where_no_ray_head_answers_is_one_error_line_in_seconds(tmp_path, expect_user_error, address):
+    pytest.importorskip("ray")
+    line = expect_user_error(["study", "--config", str(_study_config(tmp_path)), "--launcher", "ray", "--address", address])
+    assert line.startswith(f"error: --address {address}: nothing answers at 127.0.0.1:1 (")
+    assert "ray start --head" in line
     assert not (tmp_path / "out").exists()  # no fit started
 
 

@@ -25,10 +25,15 @@ import yaml
 ray = pytest.importorskip("ray")
 import psutil  # Ray ships it (ray/thirdparty_files), on the path once ray is imported
 
-from sqil_lightning.study import StudyRun, StudySpec, mean_and_standard_error
+from sqil_lightning.studies.spec import StudyRun, StudySpec
 
-REPO = Path(__file__).resolve().parents[1]
+from sqil_lightning.studies.study import mean_and_standard_error
+
+from fit_process import BASE_CONFIG, FAST_CONFIG, REPO, SQIL_COMMAND
+
 RAY = Path(sys.executable).with_name("ray")
+
+pytestmark = pytest.mark.slow  # a Ray cluster and studies as subprocesses
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +78,11 @@ def ray_address():
 def _study_config(tmp_path: Path, demo_file: Path, methods: dict, seeds: list[int], max_steps: int) -> Path:
     config = {
         "out_dir": str(tmp_path / "out"),
-        "configs": [str(REPO / "conf" / "lunarlander.yaml"), str(REPO / "tests" / "conf" / "fast.yaml")],
+        "configs": [str(BASE_CONFIG), str(FAST_CONFIG)],
         "seeds": seeds,
         "resources": {"cpus": 1, "gpus": 0},
         "eval_episodes": 2,
-        "common": {"data.demo_path": str(demo_file), "trainer.max_steps": max_steps, "data.initial_frames": 100},
+        "common": {"data.demo_path": str(demo_file), "trainer.max_steps": max_steps, "data.initial_env_steps": 100},
         "start_settings": {"s0_demo": {"result_key": "greedy"}},
         "methods": methods,
     }
@@ -88,7 +93,7 @@ def _study_config(tmp_path: Path, demo_file: Path, methods: dict, seeds: list[in
 
 def _command(path: Path, address: str) -> list[str]:
     # A process of its own: Ray reads its settings (the token) from the environment once per process.
-    return [sys.executable, "-m", "sqil_lightning", "study", "--config", str(path), "--launcher", "ray", "--address", address]
+    return [*SQIL_COMMAND, "study", "--config", str(path), "--launcher", "ray", "--address", address]
 
 
 def _env() -> dict[str, str]:

@@ -15,7 +15,8 @@ import torch
 from tensordict import TensorDict
 
 from sqil_lightning import SoftQSQIL
-from sqil_lightning.replay import BalancedBatches, make_sqil_buffer, relabel_demo_rewards, relabel_online_rewards
+from sqil_lightning.data.replay import ReplayBatches, make_sqil_buffer
+from sqil_lightning.sqil import agent_rows, demo_rows
 
 N_STATES, GOAL = 9, 4
 LEFT, STAY, RIGHT = 0, 1, 2
@@ -90,10 +91,10 @@ def test_sqil_greedy_policy_takes_the_expert_action_in_every_demo_state_and_retu
     optimizer = torch.optim.Adam(module.q_network.parameters(), lr=module.hparams.lr)
     module.on_train_start()
 
-    buffer = make_sqil_buffer(relabel_demo_rewards(demos, 1.0, GAMMA, absorbing=True), 1000, 0.5, 32)
-    buffer.extend(relabel_online_rewards(random_rollouts(300, torch.Generator().manual_seed(0))))
+    buffer = make_sqil_buffer(demo_rows(demos, 1.0, GAMMA, absorbing=True), 1000, 0.5, 32)
+    buffer.extend(agent_rows(random_rollouts(300, torch.Generator().manual_seed(0))))
 
-    for i, [batch] in enumerate(itertools.islice(iter(BalancedBatches(buffer, 32, chunk=50)), 1500)):
+    for i, [batch] in enumerate(itertools.islice(iter(ReplayBatches(buffer, 32, chunk=50)), 1500)):
         optimizer.zero_grad()
         module.losses(batch)["loss"].backward()
         optimizer.step()

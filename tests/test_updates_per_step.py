@@ -11,20 +11,17 @@ import pytest
 import torch
 from lightning.pytorch import Callback, Trainer
 
-from sqil_lightning.cli import SQILCLI, main
-from sqil_lightning.learner import OffPolicyLearner
-from sqil_lightning.replay import BalancedBatches
+from sqil_lightning.cli import SQILCLI
+from sqil_lightning.commands import main
+from sqil_lightning.learners.base import OffPolicyLearner
+from sqil_lightning.data.replay import ReplayBatches
+from fit_process import fit_args
 from test_replay import _filled_buffer
-
-REPO = Path(__file__).resolve().parents[1]
-FIT_ARGS = ["fit", "--config", str(REPO / "conf" / "lunarlander.yaml"), "--config", str(REPO / "tests" / "conf" / "fast.yaml")]
-
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
 
 def _fit(tmp_path: Path, demo_path: Path, name: str, *extra: str) -> dict:
     root = tmp_path / name
-    args = [*FIT_ARGS, "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root)]
+    args = fit_args("--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root))
     args += ["--data.demo_path", str(demo_path), "--trainer.max_steps", "120", "--evaluation.final_episodes", "0", *extra]
     with contextlib.redirect_stdout(io.StringIO()):
         main(args)
@@ -50,7 +47,7 @@ def test_four_updates_per_step_train_exactly_like_one(tmp_path, monkeypatch, lun
 
 def test_max_steps_not_a_multiple_of_updates_per_step_is_a_one_line_error(tmp_path, monkeypatch, expect_user_error, lunarlander_demo_file):
     monkeypatch.chdir(tmp_path)
-    args = [*FIT_ARGS, "--data.demo_path", str(lunarlander_demo_file), "--trainer.max_steps", "122", "--data.updates_per_step", "4"]
+    args = fit_args("--data.demo_path", str(lunarlander_demo_file), "--trainer.max_steps", "122", "--data.updates_per_step", "4")
     line = expect_user_error(args)
     assert "trainer.max_steps = 122 is not a multiple of data.updates_per_step = 4" in line and "124" in line
 
@@ -58,9 +55,9 @@ def test_max_steps_not_a_multiple_of_updates_per_step_is_a_one_line_error(tmp_pa
 def test_grouped_batches_are_the_single_stream_cut_into_steps():
     torch.manual_seed(0)
     _, buffer = _filled_buffer()
-    single = [batch for [batch] in itertools.islice(iter(BalancedBatches(buffer, 16, chunk=4)), 9)]
+    single = [batch for [batch] in itertools.islice(iter(ReplayBatches(buffer, 16, chunk=4)), 9)]
     torch.manual_seed(0)
-    grouped = BalancedBatches(buffer, 16, chunk=4, updates_per_step=3)
+    grouped = ReplayBatches(buffer, 16, chunk=4, updates_per_step=3)
     steps = list(itertools.islice(iter(grouped), 3))
     assert [len(step) for step in steps] == [3, 3, 3]
     for expected, got in zip(single, itertools.chain(*steps), strict=True):

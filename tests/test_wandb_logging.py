@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-from pathlib import Path
 
 import pytest
 import wandb
 
-from sqil_lightning.cli import main
+from sqil_lightning.commands import main
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.wandb_logger import WandbSettings, wandb_credentials_found
 
-REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+from fit_process import fit_args
 
 
 @pytest.fixture()
@@ -59,17 +57,14 @@ def test_an_unknown_mode_names_the_valid_ones(no_wandb_account, monkeypatch):
 
 def test_fit_writes_metrics_and_a_video_into_the_offline_run(no_wandb_account, tmp_path, monkeypatch, lunarlander_demo_file):
     monkeypatch.chdir(tmp_path)
-    args = [
-        "fit",
-        "--config", str(REPO / "conf" / "lunarlander.yaml"),
-        "--config", str(REPO / "tests" / "conf" / "fast.yaml"),
+    args = fit_args(
         "--wandb.mode", "auto",  # no account: offline by itself
         "--wandb.save_dir", str(tmp_path / "runs"),
         "--evaluation.video_every_n_evaluations", "1",
         "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
         "--trainer.default_root_dir", str(tmp_path / "root"),
         "--data.demo_path", str(lunarlander_demo_file),
-    ]
+    )  # fmt: skip
     with contextlib.redirect_stdout(io.StringIO()):
         main(args)
     wandb.finish()  # what the interpreter's exit does for a CLI run: flush and close the run file

@@ -42,7 +42,7 @@ DQN_KWARGS = {
 
 
 def load_transitions(path: Path) -> Transitions:
-    """This project's demo file (`sqil_lightning.demos` format) as imitation's transitions."""
+    """This project's demo file (`sqil_lightning.demos.store` format) as imitation's transitions."""
     demos = np.load(path, allow_pickle=False)
     dones = np.logical_or(demos["terminated"], demos["truncated"])
     return Transitions(

@@ -1,0 +1,141 @@
+"""A study's report: the table with the random and expert rows, learning curves and the demo-coverage plot."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torchrl.envs.utils import RandomPolicy  # noqa: E402
+
+from sqil_lightning.demos.store import DemoSet  # noqa: E402
+from sqil_lightning.envs.policy_evaluation import evaluate_policy  # noqa: E402
+from sqil_lightning.demos.experts import EXPERTS  # noqa: E402
+from sqil_lightning.envs.make import make_env, make_gym_env  # noqa: E402
+from sqil_lightning.envs.start_states import build_start_shift  # noqa: E402
+from sqil_lightning.studies.spec import StudySpec  # noqa: E402
+from sqil_lightning.studies.study import mean_and_standard_error, study_table  # noqa: E402
+
+START_SHIFT_KEY = "data.start_shift"
+
+
+def reference_scores(spec: StudySpec, expert: str) -> dict[str, dict[str, tuple[float, float]]]:
+    """Success rate (± s.e. over episodes) of uniformly random actions and of the built-in expert
+    from each start setting, on the runs' evaluation episodes (the paper's Random and Expert rows);
+    cached in ``<out_dir>/references.json``."""
+    cache = spec.out_dir / "references.json"
+    if cache.exists():
+        return {row: {k: tuple(v) for k, v in scores.items()} for row, scores in json.loads(cache.read_text()).items()}
+    env_id = EXPERTS[expert].env_id
+    torch.manual_seed(0)  # the random policy draws from torch's RNG
+    policies = {"random": RandomPolicy(make_env(env_id).action_spec), "expert": EXPERTS[expert]()}
+    scores: dict[str, dict[str, tuple[float, float]]] = {}
+    for row, policy in policies.items():
+        scores[row] = {}
+        for name, overrides in spec.start_settings.items():
+            shift = build_start_shift(overrides.get(START_SHIFT_KEY))
+            rate = evaluate_policy(env_id, policy, spec.eval_episodes, spec.eval_seed, start_shift=shift).success_rate
+            scores[row][name] = (rate, math.sqrt(rate * (1 - rate) / spec.eval_episodes))
+    spec.out_dir.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(scores))
+    return scores
+
+
+def plot_curves(spec: StudySpec, out: Path) -> Path:
+    """One panel per start setting: mean ± s.e. over seeds of each method's periodic evaluations."""
+    runs = spec.runs()
+    fig, axes = plt.subplots(1, len(spec.start_settings), figsize=(5.5 * len(spec.start_settings), 4), squeeze=False)
+    for ax, start in zip(axes.flat, spec.start_settings):
+        for method in spec.methods:
+            curves = [r.curve() for r in runs if r.method is method and r.start == start]
+            curves = [c for c in curves if c]
+            if not curves:
+                continue
+            length = min(len(c) for c in curves)  # seeds still running have fewer points
+            steps = np.array([p[0] for p in curves[0][:length]])
+            stats = [mean_and_standard_error([c[i][1] for c in curves]) for i in range(length)]
+            mean, error = np.array(stats).T
+            ax.plot(steps, mean, marker="o", markersize=3, label=f"{method.name} ({len(curves)} seeds)")
+            ax.fill_between(steps, mean - error, mean + error, alpha=0.2)
+        ax.set_title(f"start states: {start}")
+        ax.set_xlabel("env steps (agent's own interaction)")
+        ax.set_ylabel("success rate (periodic evaluation)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+# The panels of the coverage plot: (x index, y index, x label, y label) of the observation.
+COVERAGE_PANELS = (
+    (0, 1, "x (normalised; flags at ±0.2)", "y (normalised)"),
+    (4, 1, "angle (rad)", "y (normalised)"),
+    (5, 1, "angular velocity (observation: 0.4 x rad/s)", "y (normalised)"),
+)
+
+
+def plot_coverage(spec: StudySpec, demo_path: Path, env_id: str, episodes: int, eval_seed: int, out: Path) -> Path:
+    """Demo states against the start states of each start setting on the evaluation seeds, in
+    position (x, y), tilt (angle, y) and turn rate (angular velocity, y): a shift may leave the
+    demos' places, their attitudes or their motions."""
+    demos = DemoSet.load(demo_path)
+    starts = {}
+    for name, overrides in spec.start_settings.items():
+        env = make_gym_env(env_id, start_shift=build_start_shift(overrides.get(START_SHIFT_KEY)))
+        starts[name] = np.stack([env.reset(seed=eval_seed + i)[0] for i in range(episodes)])
+        env.close()
+    fig, axes = plt.subplots(1, len(COVERAGE_PANELS), figsize=(5 * len(COVERAGE_PANELS), 4.5))
+    for ax, (i, j, xlabel, ylabel) in zip(axes, COVERAGE_PANELS):
+        ax.scatter(demos.observations[:, i], demos.observations[:, j], s=1, alpha=0.15, color="grey", label="demo states")
+        for name, points in starts.items():
+            ax.scatter(points[:, i], points[:, j], s=12, label=f"starts: {name}")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, markerscale=2)
+    fig.suptitle(f"{env_id}: demo state coverage vs start states")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def write_report(spec: StudySpec) -> Path:
+    """``<out_dir>/results.md`` (tables of final and best evaluations, with random and expert rows),
+    ``curves.png`` and, with demos, ``coverage.png``."""
+    spec.out_dir.mkdir(parents=True, exist_ok=True)
+    expert, demo_path, episodes, eval_seed = spec.expert, spec.demo_path, spec.eval_episodes, spec.eval_seed
+    references = ""
+    if expert is not None:
+        for row, scores in reference_scores(spec, expert).items():
+            cells = [f"{m:.2f} ± {e:.2f}" for m, e in scores.values()]
+            references += "\n" + spec.table_row(row, cells, spec.reference_paper.get(row, {}))
+    parts = [
+        f"# Study {spec.path}",
+        "",
+        f"Success rate of each run's final evaluation ({episodes} fixed episodes), mean ± s.e. over seeds:",
+        "",
+        study_table(spec) + references,
+        "",
+        "Best periodic evaluation during training (`evaluation.episodes` each; the paper reports the best "
+        "100 consecutive training episodes):",
+        "",
+        study_table(spec, best=True) + references,
+        "",
+        "![learning curves](curves.png)",
+    ]
+    plot_curves(spec, spec.out_dir / "curves.png")
+    if demo_path is not None and demo_path.exists() and expert is not None:
+        plot_coverage(spec, demo_path, EXPERTS[expert].env_id, episodes, eval_seed, spec.out_dir / "coverage.png")
+        parts.append("![demo coverage](coverage.png)")
+    report = spec.out_dir / "results.md"
+    report.write_text("\n".join(parts) + "\n")
+    return report
