@@ -112,9 +112,17 @@ def _hand_batch() -> TensorDict:
     )
 
 
-def test_losses_loss_matches_hand_computed_sqil_loss():
+def _row_loss(error: float, huber_delta: float | None) -> float:
+    """Eq. 16's square, or twice the Huber loss: the square up to |error| δ, 2δ(|error| − δ/2) beyond."""
+    if huber_delta is None or abs(error) <= huber_delta:
+        return error**2
+    return 2 * huber_delta * (abs(error) - huber_delta / 2)
+
+
+@pytest.mark.parametrize("huber_delta", [None, 1.0])
+def test_losses_loss_matches_hand_computed_sqil_loss(huber_delta):
     torch.manual_seed(0)
-    module = _module()
+    module = _module(huber_delta=huber_delta)
     # A target network that differs from the online one, so using the wrong one shows.
     with torch.no_grad():
         for p in module.target_network.parameters():
@@ -133,10 +141,12 @@ def test_losses_loss_matches_hand_computed_sqil_loss():
         if batch["next", "terminated"][i].item():  # V(s') = 0 only on termination, not truncation
             v_next = 0.0
         target = batch["next", "reward"][i].item() + gamma * v_next
-        delta2 = (q[i, batch["action"][i]].item() - target) ** 2
-        (demo_errors if batch["is_demo"][i].item() else online_errors).append(delta2)
-    expected = sum(demo_errors) / len(demo_errors) + lam * sum(online_errors) / len(online_errors)
+        error = q[i, batch["action"][i]].item() - target
+        (demo_errors if batch["is_demo"][i].item() else online_errors).append(error)
+    expected = sum(_row_loss(e, huber_delta) for e in demo_errors) / len(demo_errors)
+    expected += lam * sum(_row_loss(e, huber_delta) for e in online_errors) / len(online_errors)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert max(abs(e) for e in demo_errors) > 1.0  # the terminal demo row's r = 10: Huber's linear part is used
 
 
 def test_losses_gradient_flows_only_into_q_network():
@@ -181,7 +191,7 @@ def test_target_network_starts_equal_and_polyak_update_moves_it_by_tau():
 
 @pytest.mark.parametrize(
     "name,value",
-    [("gamma", 1.5), ("gamma", -0.1), ("temperature", 0.0), ("lambda_samp", -1.0), ("lr", 0.0), ("target_tau", 0.0)],
+    [("gamma", 1.5), ("gamma", -0.1), ("temperature", 0.0), ("lambda_samp", -1.0), ("lr", 0.0), ("target_tau", 0.0), ("huber_delta", 0.0)],
 )
 def test_invalid_hyperparameter_raises_config_error_naming_it(name, value):
     with pytest.raises(ConfigError, match=f"model.{name}"):

@@ -29,6 +29,15 @@ def bootstrap_discount(batch: TensorDictBase, gamma: float) -> float | torch.Ten
     return gamma if steps is None else gamma**steps
 
 
+def bellman_loss(error: torch.Tensor, huber_delta: float | None) -> torch.Tensor:
+    """Each row's loss on its soft Bellman error: the square (paper eq. 16), or with ``huber_delta``
+    twice the Huber loss, which equals the square for |error| ≤ δ and grows as 2δ|error| beyond, so
+    a few large errors (a target that jumped) do not dominate the update."""
+    if huber_delta is None:
+        return error.pow(2)
+    return 2.0 * torch.nn.functional.huber_loss(error, torch.zeros_like(error), reduction="none", delta=huber_delta)
+
+
 def partition_mean(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` over the rows where ``rows`` is true (NaN when there are none), without
     boolean indexing, which would read the row count back from a GPU."""

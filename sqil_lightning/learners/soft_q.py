@@ -13,7 +13,14 @@ from sqil_lightning.errors import ConfigError
 from sqil_lightning.learners.base import OffPolicyLearner, check_hyperparameter
 from sqil_lightning.learners.networks import build_network
 from sqil_lightning.learners.policies import boltzmann_policy
-from sqil_lightning.learners.soft_bellman import bootstrap_discount, partition_mean, soft_bellman_target, soft_value, sqil_loss
+from sqil_lightning.learners.soft_bellman import (
+    bellman_loss,
+    bootstrap_discount,
+    partition_mean,
+    soft_bellman_target,
+    soft_value,
+    sqil_loss,
+)
 
 
 class SoftQLearner(OffPolicyLearner):
@@ -38,6 +45,8 @@ class SoftQLearner(OffPolicyLearner):
             hidden sizes are then those of the MLP head.
         layer_norm: LayerNorm after each hidden layer of the Q-network and its target (critic
             normalisation, for long horizons); false is the paper's plain MLP.
+        huber_delta: ``null`` squares each soft Bellman error (the paper's eq. 16); a number δ
+            takes twice the Huber loss instead (the square up to |error| δ, linear beyond).
     """
 
     deterministic_label = "greedy"
@@ -55,6 +64,7 @@ class SoftQLearner(OffPolicyLearner):
         final_lr_fraction: float = 0.1,
         encoder: str | None = None,
         layer_norm: bool = False,
+        huber_delta: float | None = None,
     ) -> None:
         super().__init__()
         num_actions = action_space.get("n")
@@ -69,6 +79,8 @@ class SoftQLearner(OffPolicyLearner):
         check_hyperparameter("lr", lr, 0.0, low_inclusive=False)
         check_hyperparameter("target_tau", target_tau, 0.0, 1.0, low_inclusive=False)
         check_hyperparameter("final_lr_fraction", final_lr_fraction, 0.0, 1.0)
+        if huber_delta is not None:
+            check_hyperparameter("huber_delta", huber_delta, 0.0, low_inclusive=False)
         self.save_hyperparameters()
         self.q_network = build_network(observation_shape, num_actions, list(hidden_sizes), encoder, layer_norm)
         self.target_network = build_network(observation_shape, num_actions, list(hidden_sizes), encoder, layer_norm)
@@ -82,7 +94,7 @@ class SoftQLearner(OffPolicyLearner):
     def soft_bellman_errors(
         self, batch: TensorDictBase, reward: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Q(s, ·), Q(s, a) and the squared soft Bellman error (Eq. 16) of every row.
+        """Q(s, ·), Q(s, a) and the loss of the soft Bellman error (Eq. 16, `bellman_loss`) of every row.
 
         ``reward`` replaces the batch's ``("next", "reward")`` (GAIL's learned reward).
         """
@@ -93,8 +105,7 @@ class SoftQLearner(OffPolicyLearner):
         with torch.no_grad():
             next_value = soft_value(self.target_network(batch["next", "observation"]), hp.temperature)
             target = soft_bellman_target(reward, next_value, batch["next", "terminated"], bootstrap_discount(batch, hp.gamma))
-        squared_error = (q_taken - target).pow(2).squeeze(-1)
-        return q_values, q_taken.squeeze(-1), squared_error
+        return q_values, q_taken.squeeze(-1), bellman_loss(q_taken - target, hp.huber_delta).squeeze(-1)
 
     def on_train_start(self) -> None:
         # Parameter lists for the Polyak update, built once the module sits on its device:
