@@ -41,3 +41,19 @@ def test_policy_acts_with_the_live_q_network_not_a_copy():
     assert policy(obs.clone())["action"].item() == 0
     q_net.q = torch.tensor([0.0, 1.0])
     assert policy(obs.clone())["action"].item() == 1
+
+
+def test_the_acting_temperature_sets_the_rollouts_alpha_and_leaves_the_soft_value_alone():
+    from sqil_lightning import SoftQSQIL
+
+    torch.manual_seed(0)
+    learner = SoftQSQIL(observation_shape=(2,), action_space={"n": 3}, hidden_sizes=(4,), temperature=0.1, acting_temperature=2.0)
+    learner.q_network = _FixedQ([0.0, 0.5, 1.0])
+    n = 20_000
+    actions = learner.policy(deterministic=False)(TensorDict({"observation": torch.zeros(n, 2)}, batch_size=[n]))["action"]
+    frequencies = torch.bincount(actions, minlength=3).float() / n
+    torch.testing.assert_close(frequencies, torch.softmax(torch.tensor([0.0, 0.5, 1.0]) / 2.0, dim=0), atol=0.015, rtol=0)
+    assert learner.policy(deterministic=True)(TensorDict({"observation": torch.zeros(1, 2)}, batch_size=[1]))["action"].item() == 2
+    assert learner.hparams.temperature == 0.1  # V(s) = α·logsumexp(Q/α) keeps the soft value's α
+    default = SoftQSQIL(observation_shape=(2,), action_space={"n": 3}, hidden_sizes=(4,), temperature=0.1)
+    assert default.policy(deterministic=False).temperature == 0.1  # null: act with the soft value's α

@@ -47,6 +47,9 @@ class SoftQLearner(OffPolicyLearner):
             normalisation, for long horizons); false is the paper's plain MLP.
         huber_delta: ``null`` squares each soft Bellman error (the paper's eq. 16); a number δ
             takes twice the Huber loss instead (the square up to |error| δ, linear beyond).
+        acting_temperature: α of the Boltzmann policy that collects the agent's rollouts;
+            ``null`` acts with ``temperature``, the soft value's (the paper's one α). A larger one
+            explores more without changing the values the Q-network learns.
     """
 
     deterministic_label = "greedy"
@@ -65,6 +68,7 @@ class SoftQLearner(OffPolicyLearner):
         encoder: str | None = None,
         layer_norm: bool = False,
         huber_delta: float | None = None,
+        acting_temperature: float | None = None,
     ) -> None:
         super().__init__()
         num_actions = action_space.get("n")
@@ -79,8 +83,9 @@ class SoftQLearner(OffPolicyLearner):
         check_hyperparameter("lr", lr, 0.0, low_inclusive=False)
         check_hyperparameter("target_tau", target_tau, 0.0, 1.0, low_inclusive=False)
         check_hyperparameter("final_lr_fraction", final_lr_fraction, 0.0, 1.0)
-        if huber_delta is not None:
-            check_hyperparameter("huber_delta", huber_delta, 0.0, low_inclusive=False)
+        for name, value in (("huber_delta", huber_delta), ("acting_temperature", acting_temperature)):
+            if value is not None:
+                check_hyperparameter(name, value, 0.0, low_inclusive=False)
         self.save_hyperparameters()
         self.q_network = build_network(observation_shape, num_actions, list(hidden_sizes), encoder, layer_norm)
         self.target_network = build_network(observation_shape, num_actions, list(hidden_sizes), encoder, layer_norm)
@@ -89,7 +94,9 @@ class SoftQLearner(OffPolicyLearner):
 
     def policy(self, deterministic: bool) -> TensorDictModule:
         """The Boltzmann policy (used to collect) or, deterministic, its argmax (evaluation)."""
-        return boltzmann_policy(self.q_network, self.hparams.temperature, greedy=deterministic)
+        hp = self.hparams
+        acting = hp.temperature if hp.acting_temperature is None else hp.acting_temperature
+        return boltzmann_policy(self.q_network, acting, greedy=deterministic)
 
     def soft_bellman_errors(
         self, batch: TensorDictBase, reward: torch.Tensor | None = None
