@@ -12,9 +12,9 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
 from sqil_lightning.callbacks.step_interval import intervals_passed
-from sqil_lightning.errors import ConfigError
 from sqil_lightning.envs.policy_evaluation import EvalResult, evaluate_policy
 from sqil_lightning.envs.video import render_episode, save_gif
+from sqil_lightning.errors import ConfigError
 
 VIDEO_HINT = "MuJoCo renders off-screen with MUJOCO_GL=egl (GPU) or MUJOCO_GL=osmesa (CPU, needs OSMesa)"
 

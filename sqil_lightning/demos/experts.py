@@ -21,9 +21,9 @@ from tqdm.auto import tqdm
 from sqil_lightning.demos.store import DemoError, DemoFileNotFoundError, DemoSet
 from sqil_lightning.envs.car_racing import TrackFollower
 from sqil_lightning.envs.make import SUCCESS_WRAPPERS, attach_simulator, has_success, make_env, make_gym_env
+from sqil_lightning.envs.pixels import PixelPipeline
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.learners.checkpoint import load_learner
-from sqil_lightning.envs.pixels import PixelPipeline
 
 # Success-only recording gives up after this many episodes per demo wanted.
 MAX_TRIES_PER_DEMO = 20

@@ -45,6 +45,7 @@ from sqil_lightning.demos.format import (
 )
 from sqil_lightning.envs.spaces import EnvSpaces
 
+
 @dataclass
 class DemoSet:
     """Expert episodes as flat transition arrays (see the module docstring for the contract)."""

@@ -16,10 +16,10 @@ from torchrl.envs import Compose, DoubleToFloat, EnvBase, GymWrapper, RewardSum,
 from torchrl.envs.libs.gym import default_info_dict_reader
 
 from sqil_lightning.envs import atari, car_racing, lunar_lander_site
-from sqil_lightning.envs.spaces import EnvSpaces
-from sqil_lightning.errors import UserInputError
 from sqil_lightning.envs.pixels import PixelPipeline
+from sqil_lightning.envs.spaces import EnvSpaces
 from sqil_lightning.envs.start_states import ShiftedStarts, StartShift
+from sqil_lightning.errors import UserInputError
 
 atari.register()
 car_racing.register()

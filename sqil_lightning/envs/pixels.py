@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tensordict import TensorDictBase
 from torchrl.data.tensor_specs import Bounded, TensorSpec
 from torchrl.envs.transforms import CatFrames, GrayScale, ObservationTransform, PermuteTransform, RenameTransform, StepCounter, Transform
+
 # TorchRL 0.14 keeps this decorator (apply a spec transform to each key of a Composite spec) private;
 # its own image transforms use it. tests/test_library_privates.py fails if it moves.
 from torchrl.envs.transforms._base import _apply_to_composite

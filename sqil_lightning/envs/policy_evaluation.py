@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from tensordict.nn import TensorDictModuleBase
-
 from torchrl.envs import EnvBase
 
 from sqil_lightning.envs.make import attach_simulator, make_env, make_gym_env

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from torchrl.envs import EnvBase
 
-from sqil_lightning.envs.spaces import EnvSpaces
 from sqil_lightning.envs.make import has_success, make_env
 from sqil_lightning.envs.pixels import PixelPipeline
+from sqil_lightning.envs.spaces import EnvSpaces
 from sqil_lightning.envs.start_states import StartShift
 
 

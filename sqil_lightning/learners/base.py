@@ -14,9 +14,8 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from torchrl.envs import EnvBase
 
-from sqil_lightning.errors import ConfigError
 from sqil_lightning.envs.policy_evaluation import run_episode
-
+from sqil_lightning.errors import ConfigError
 
 # The hooks Lightning calls around each update's backward pass and optimiser step.
 UPDATE_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")

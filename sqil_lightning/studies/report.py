@@ -14,10 +14,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchrl.envs.utils import RandomPolicy  # noqa: E402
 
-from sqil_lightning.demos.store import DemoSet  # noqa: E402
-from sqil_lightning.envs.policy_evaluation import evaluate_policy  # noqa: E402
 from sqil_lightning.demos.experts import EXPERTS  # noqa: E402
+from sqil_lightning.demos.store import DemoSet  # noqa: E402
 from sqil_lightning.envs.make import make_env, make_gym_env  # noqa: E402
+from sqil_lightning.envs.policy_evaluation import evaluate_policy  # noqa: E402
 from sqil_lightning.envs.start_states import build_start_shift  # noqa: E402
 from sqil_lightning.studies.spec import StudySpec  # noqa: E402
 from sqil_lightning.studies.study import mean_and_standard_error, study_table  # noqa: E402

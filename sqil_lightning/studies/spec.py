@@ -14,7 +14,6 @@ import yaml
 
 from sqil_lightning.errors import ConfigError
 
-
 # The W&B runs of a study's many fits would bury a dashboard; a study config may turn them back on.
 STUDY_DEFAULTS = {"wandb.mode": "disabled", "trainer.enable_progress_bar": False}
 
