@@ -105,8 +105,8 @@ class SQILDataModule(LightningDataModule):
         hp = self.hparams
         frames = StackedFrames.for_stack(self._frame_stack, self.observation_shape)
         demo_set = self.demos.load() if self.uses_demos else None
-        sizes = {key: hp[key] for key in ("demo_reward", "absorbing_reward", "online_capacity", "demo_fraction", "batch_size")}
-        buffer = make_replay(demo_set, acting.discount, frames, self.task.pixels is not None, self.observation_shape, **sizes)
+        buffer = make_replay(demo_set, acting.discount, frames, self.task.pixels is not None, self.observation_shape,
+                             hp.demo_reward, hp.absorbing_reward, hp.online_capacity, hp.demo_fraction, hp.batch_size)
         n_step = hp.n_step if acting.discount is not None else 1  # a learner without γ reads no reward (BC)
         batches = ReplayBatches(buffer, hp.batch_size, hp.sample_chunk, frames, hp.updates_per_step, n_step, acting.discount, self._start_online)
         self.experience = Experience(self.task, buffer, batches, hp.reward, hp.rollout_env_steps, hp.collector, frames, self.run_id)

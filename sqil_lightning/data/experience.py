@@ -80,11 +80,6 @@ class Experience:
         self._restored_episode: dict[str, Any] | None = None
         self._resumed_return = 0.0  # return of the resumed episode's steps before the checkpoint
 
-    @property
-    def acting(self) -> bool:
-        """Whether a collector is running (not before the first env step, e.g. in demo pretraining)."""
-        return self._collector_iter is not None
-
     def start(self, policy: TensorDictModuleBase | None, policy_device: torch.device | str, rank: int) -> None:
         """(Re)build the TorchRL collector that `collect` steps, acting with ``policy`` (None: uniformly
         random); under DDP each rank explores from its own env seed into its own online partition."""
