@@ -77,6 +77,7 @@ def _online_rows(datamodule: SQILDataModule):
     return online.storage.get(torch.arange(len(online)))
 
 
+@pytest.mark.slow  # a worker process, a subprocess or a longer fit: seconds
 def test_async_fit_collects_as_many_env_steps_as_sync(fits):
     expected = INITIAL_FRAMES + ROLLOUT_FRAMES * (MAX_STEPS // ROLLOUT_EVERY)
     for mode in ("sync", "async"):
@@ -85,6 +86,7 @@ def test_async_fit_collects_as_many_env_steps_as_sync(fits):
         assert len(datamodule.experience.buffer.online_buffer) == expected, mode
 
 
+@pytest.mark.slow  # a worker process, a subprocess or a longer fit: seconds
 def test_async_rows_land_in_the_online_partition_with_reward_zero(fits):
     rows = _online_rows(fits["async"]["datamodule"])
     assert not rows["is_demo"].any()
@@ -97,6 +99,7 @@ def test_async_rows_land_in_the_online_partition_with_reward_zero(fits):
         env.close()
 
 
+@pytest.mark.slow  # a worker process, a subprocess or a longer fit: seconds
 def test_async_fit_collects_in_a_worker_process_that_is_gone_after_fit(fits):
     (collector,) = fits["async"]["collectors"]  # one collector, built when fit asked for the data
     assert isinstance(collector, MultiAsyncCollector)
@@ -119,6 +122,7 @@ def _async_datamodule(learner_class=SoftQSQIL, **kwargs) -> tuple[SQILDataModule
     return datamodule, module
 
 
+@pytest.mark.slow  # a worker process, a subprocess or a longer fit: seconds
 def test_worker_acts_with_the_learners_current_weights():
     datamodule, module = _async_datamodule()
     datamodule.experience.start(module.policy(deterministic=False), module.device, 0)
@@ -136,6 +140,7 @@ def test_worker_acts_with_the_learners_current_weights():
         datamodule.teardown("fit")
 
 
+@pytest.mark.slow  # a worker process, a subprocess or a longer fit: seconds
 def test_uniform_rollouts_from_shifted_starts_run_in_the_worker():
     shift = {"class_path": "sqil_lightning.envs.start_states.LunarLanderOffset", "init_args": {"x_offset": [0.4, 0.5]}}
     datamodule, _ = _async_datamodule(rollout_policy="uniform", start_shift=shift, seed=3)
@@ -156,6 +161,7 @@ def test_uniform_rollouts_from_shifted_starts_run_in_the_worker():
     assert abs(first[0].item()) >= 0.3  # far from the helipad: the shift acted
 
 
+@pytest.mark.slow  # a worker process, a subprocess or a longer fit: seconds
 def test_sac_actor_collects_continuous_actions_in_the_worker():
     datamodule, module = _async_datamodule(SACSQIL, env_id="Pendulum-v1", demo_expert=None)
     datamodule.experience.start(module.policy(deterministic=False), module.device, 0)
@@ -168,6 +174,7 @@ def test_sac_actor_collects_continuous_actions_in_the_worker():
     assert ((actions >= -2) & (actions <= 2)).all() and len(set(actions.flatten().tolist())) == 4
 
 
+@pytest.mark.slow  # a worker process, a subprocess or a longer fit: seconds
 def test_frame_stacked_pixels_train_with_async_collection(tmp_path):
     # Pong through conf/pong.yaml's pipeline (4 stacked 84x84 frames, compacted to one frame a row).
     pixels = PixelPipeline(size=None, frame_stack=4)
@@ -194,6 +201,7 @@ def test_frame_stacked_pixels_train_with_async_collection(tmp_path):
     assert not multiprocessing.active_children()
 
 
+@pytest.mark.slow  # a worker process, a subprocess or a longer fit: seconds
 def test_stopping_the_worker_keeps_this_process_thread_count():
     # TorchRL's shutdown sets the thread count to min(count at its import, count + workers): 1 in
     # this test process (conftest.py sets 1 first), so 2 threads here would drop to 1.

@@ -244,6 +244,7 @@ def test_continuous_actions_of_wrong_shape_are_a_spec_mismatch(make_demo_arrays)
 # --- the `demos` command line ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a worker process, a subprocess or a longer fit: seconds
 def test_demos_inspect_of_a_bad_file_exits_2_with_one_error_line_and_no_traceback(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"PK\x03\x04 truncated zip")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 import torch
 
 from fit_process import fit_args
 from test_updates_per_step import _fit
 
 
+@pytest.mark.slow  # a worker process, a subprocess or a longer fit: seconds
 def test_compiled_update_and_fused_adam_train_like_eager_up_to_rounding(tmp_path, monkeypatch, lunarlander_demo_file):
     monkeypatch.chdir(tmp_path)
     compiled_modes = []

@@ -158,6 +158,7 @@ def test_ckpt_path_last_falls_back_to_the_newest_periodic_checkpoint(tmp_path, c
     assert _load(_version(tmp_path, 1) / "last.ckpt")["global_step"] == 300
 
 
+@pytest.mark.slow  # a worker process, a subprocess or a longer fit: seconds
 def test_a_second_fit_on_a_locked_checkpoint_folder_is_refused(tmp_path, capsys, monkeypatch):
     shared = tmp_path / "experts"
     holder = subprocess.Popen(
@@ -193,6 +194,7 @@ def _unmount(folder: Path) -> None:
     subprocess.run(["umount", "--lazy", str(folder)], check=True, capture_output=True)
 
 
+@pytest.mark.slow  # a worker process, a subprocess or a longer fit: seconds
 def test_a_full_disk_ends_with_one_line_and_the_previous_checkpoint_resumes_bit_identically(tmp_path, capsys, monkeypatch):
     disk = tmp_path / "disk"
     real = _mount_tmpfs(disk, "size=8m")  # where mounting is not allowed, the full disk is injected

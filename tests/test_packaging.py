@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import subprocess
 import sys
 import tomllib
@@ -18,6 +20,7 @@ def test_every_package_folder_is_installed():
     assert "sqil_lightning.callbacks" in listed and config["package-dir"] == {"sqil_lightning.callbacks": "callbacks"}
 
 
+@pytest.mark.slow  # a worker process, a subprocess or a longer fit: seconds
 def test_callbacks_import_as_sqil_lightning_callbacks_only(tmp_path):
     # From a folder outside the repo, as a user's project would: only the installed package is seen.
     probe = (

@@ -150,6 +150,7 @@ def test_rotated_start_faces_perpendicular_to_the_track():
     aligned.close()
 
 
+@pytest.mark.slow  # a worker process, a subprocess or a longer fit: seconds
 def test_track_follower_drives_along_the_track():
     # Each new tile is worth 1000/N points, each step costs 0.1. Through the first bends the
     # follower collects far more than driving straight on, which leaves the road (measured on

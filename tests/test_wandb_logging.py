@@ -55,6 +55,7 @@ def test_an_unknown_mode_names_the_valid_ones(no_wandb_account, monkeypatch):
         WandbSettings().resolved_mode()
 
 
+@pytest.mark.slow  # a worker process, a subprocess or a longer fit: seconds
 def test_fit_writes_metrics_and_a_video_into_the_offline_run(no_wandb_account, tmp_path, monkeypatch, lunarlander_demo_file):
     monkeypatch.chdir(tmp_path)
     args = fit_args(
