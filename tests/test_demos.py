@@ -8,6 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from fit_process import SQIL_COMMAND
 
 from sqil_lightning.commands import main
 from sqil_lightning.demos.store import (
@@ -18,8 +19,6 @@ from sqil_lightning.demos.store import (
     EnvSpaces,
 )
 from sqil_lightning.envs.make import env_spaces
-
-from fit_process import SQIL_COMMAND
 
 DISCRETE = EnvSpaces(observation_shape=(8,), num_actions=4)
 
@@ -322,10 +321,11 @@ def test_success_only_demos_skip_the_seeds_of_failed_episodes(tmp_path, capsys):
 
 
 def test_success_only_demos_of_a_task_without_success_are_refused(tmp_path):
-    from sqil_lightning.errors import ConfigError
-    from sqil_lightning.demos.experts import record_demos
     from torchrl.envs.utils import RandomPolicy
+
+    from sqil_lightning.demos.experts import record_demos
     from sqil_lightning.envs.make import make_env
+    from sqil_lightning.errors import ConfigError
 
     with pytest.raises(ConfigError, match="Pendulum-v1 has none.*LunarLander"):
         record_demos("Pendulum-v1", RandomPolicy(make_env("Pendulum-v1").action_spec), 1, 0, "random", success_only=True)

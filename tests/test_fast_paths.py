@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
 import torch
-
 from fit_process import fit_args
 from test_updates_per_step import _fit
 

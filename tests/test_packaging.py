@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import pytest
-
 import subprocess
 import sys
-import tomllib
 
+import pytest
+import tomllib
 from fit_process import REPO
 
 

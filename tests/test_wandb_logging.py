@@ -7,12 +7,11 @@ import io
 
 import pytest
 import wandb
+from fit_process import fit_args
 
 from sqil_lightning.commands import main
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.wandb_logger import WandbSettings, wandb_credentials_found
-
-from fit_process import fit_args
 
 
 @pytest.fixture()
