@@ -9,7 +9,9 @@ the same episodes and demos):
     python benchmarks/shift_suite.py --write                                   # the shipped default
     python benchmarks/shift_suite.py --variant n3 --set model.init_args.n_step=3 --write
 
-The study is resumable: run the same command again after a stop.
+A screen runs a lever on some families first (`--families lateral lateral_tilt`): the same seeds and
+episodes as the whole suite, so its figures compare seed by seed with the default's, and the whole
+suite later resumes from them. The study is resumable: run the same command again after a stop.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def main() -> None:
     parser.add_argument(
         "--sqil-only", action="store_true", help="run SQIL alone (a variant of SQIL's config leaves BC's runs as the default's)"
     )
+    parser.add_argument("--families", nargs="+", metavar="NAME", help="run only these start families (a screen; default: all)")
     parser.add_argument("--write", action="store_true", help="write the JSON and a docs/results.md section")
     args = parser.parse_args()
     overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
@@ -95,9 +98,10 @@ def main() -> None:
     runs_at = runs_commit(StudySpec.load(study))
     if not args.report_only:
         methods = ["--methods", "sqil"] if args.sqil_only else []
-        subprocess.run([sys.executable, "-m", "sqil_lightning", "study", "--config", str(study), *methods], cwd=REPO, check=True)
+        starts = ["--start-settings", *args.families] if args.families else []
+        subprocess.run([sys.executable, "-m", "sqil_lightning", "study", "--config", str(study), *methods, *starts], cwd=REPO, check=True)
     spec = StudySpec.load(study)
-    families = summary(spec)
+    families = {start: row for start, row in summary(spec).items() if row["seeds"]}
     payload = {"families": families, "config": {"configs": spec.configs, "overrides": spec.common}, "commit": runs_at}
     print(json.dumps(payload, indent=1))
     if not args.write:
@@ -108,7 +112,8 @@ def main() -> None:
     lines = ["| start | SQIL | BC | expert | seeds |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {start} | {row['sqil']} | {row['bc']} | {row['expert']} | {row['seeds']} |" for start, row in families.items()]
     options = [*(["--variant", args.variant] if args.variant else []), *(["--set", *args.set] if args.set else [])]
-    command = " ".join(["python benchmarks/shift_suite.py", *options, *(["--sqil-only"] if args.sqil_only else []), "--write"])
+    screen = ["--families", *args.families] if args.families else []
+    command = " ".join(["python benchmarks/shift_suite.py", *options, *(["--sqil-only"] if args.sqil_only else []), *screen, "--write"])
     append_section(f"Shift suite: {name} (commit {payload['commit']})", command, [*lines, "", f"Overrides: `{json.dumps(spec.common)}`."])
 
 
