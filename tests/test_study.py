@@ -16,7 +16,11 @@ import pytest
 import yaml
 
 from sqil_lightning.commands import main
+from sqil_lightning.envs.policy_evaluation import evaluate_policy
+from sqil_lightning.envs.start_states import build_start_shift
 from sqil_lightning.errors import ConfigError
+from sqil_lightning.learners.checkpoint import load_learner
+from sqil_lightning.studies.report import START_SHIFT_KEY, reference_scores
 from sqil_lightning.studies.spec import StudySpec
 from sqil_lightning.studies.study import mean_and_standard_error
 
@@ -115,6 +119,32 @@ def test_a_second_call_repeats_no_finished_run_and_continues_a_half_finished_one
     # The continued fit logged into a new folder; the curve still holds the first fit's evaluations.
     assert [p.name for p in half_finished.log_dirs] == ["version_0", "version_1"]
     assert half_finished.curve()[: len(curve_before)] == curve_before
+
+
+@pytest.mark.slow
+def test_an_expert_checkpoint_gives_the_expert_row_of_its_greedy_policy(tiny_study, tmp_path):
+    checkpoint = tiny_study["spec"].runs()[0].log_dir / "checkpoints" / "last.ckpt"  # a tiny SQIL fit on LunarLander
+    raw = yaml.safe_load(tiny_study["path"].read_text())
+    raw.update(out_dir=str(tmp_path / "out"), expert=str(checkpoint))
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    spec = StudySpec.load(tmp_path / "study.yaml")
+    rows = reference_scores(spec, spec.expert)
+    learner, env_id = load_learner(checkpoint)
+    greedy = learner.policy(deterministic=True)
+    for start, overrides in spec.start_settings.items():
+        shift = build_start_shift(overrides.get(START_SHIFT_KEY))
+        expected = evaluate_policy(env_id, greedy, spec.eval_episodes, spec.eval_seed, start_shift=shift).success_rate
+        assert rows["expert"][start][0] == expected
+    # Not the scripted expert's row: the tiny fit lands none of the episodes the scripted expert lands.
+    assert rows["expert"] != json.loads((tiny_study["spec"].out_dir / "references.json").read_text())["expert"]
+
+
+def test_an_unknown_expert_is_refused_when_the_study_starts(tmp_path):
+    path = tmp_path / "study.yaml"
+    raw = {"out_dir": "x", "configs": [], "seeds": [0], "start_settings": {"a": {}}, "methods": {"sqil": {}}, "expert": "lunar_scripted"}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"expert = 'lunar_scripted' is neither a built-in expert \[.*'lunarlander_scripted'.*\] nor a checkpoint"):
+        StudySpec.load(path)
 
 
 def test_a_study_config_without_methods_names_what_is_missing(tmp_path):

@@ -158,6 +158,17 @@ def is_checkpoint(expert: str) -> bool:
     return expert.endswith(".ckpt")
 
 
+def expert_policy(expert: str) -> tuple[TensorDictModuleBase, str]:
+    """The acting policy of ``expert`` and the env it acts in: a built-in expert by name, or a
+    checkpoint this project trained (its deterministic policy, as its demos were recorded)."""
+    if not is_checkpoint(expert):
+        return make_expert(expert), expert_env_id(expert)
+    if not Path(expert).is_file():
+        raise DemoFileNotFoundError(f"expert checkpoint {expert} does not exist; {TRAIN_EXPERT_HINT}")
+    learner, env_id = load_learner(expert)
+    return learner.policy(deterministic=True), env_id
+
+
 def record_checkpoint_demos(
     checkpoint: str | Path,
     episodes: int,

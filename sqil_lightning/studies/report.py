@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchrl.envs.utils import RandomPolicy  # noqa: E402
 
-from sqil_lightning.demos.experts import EXPERTS  # noqa: E402
+from sqil_lightning.demos.experts import expert_policy  # noqa: E402
 from sqil_lightning.demos.store import DemoSet  # noqa: E402
 from sqil_lightning.envs.make import make_env, make_gym_env  # noqa: E402
 from sqil_lightning.envs.policy_evaluation import evaluate_policy  # noqa: E402
@@ -26,15 +26,15 @@ START_SHIFT_KEY = "data.start_shift"
 
 
 def reference_scores(spec: StudySpec, expert: str) -> dict[str, dict[str, tuple[float, float]]]:
-    """Success rate (± s.e. over episodes) of uniformly random actions and of the built-in expert
-    from each start setting, on the runs' evaluation episodes (the paper's Random and Expert rows);
+    """Success rate (± s.e. over episodes) of uniformly random actions and of the expert (built-in,
+    or a checkpoint) from each start setting, on the runs' evaluation episodes (the paper's Random and Expert rows);
     cached in ``<out_dir>/references.json``."""
     cache = spec.out_dir / "references.json"
     if cache.exists():
         return {row: {k: tuple(v) for k, v in scores.items()} for row, scores in json.loads(cache.read_text()).items()}
-    env_id = EXPERTS[expert].env_id
+    policy, env_id = expert_policy(expert)
     torch.manual_seed(0)  # the random policy draws from torch's RNG
-    policies = {"random": RandomPolicy(make_env(env_id).action_spec), "expert": EXPERTS[expert]()}
+    policies = {"random": RandomPolicy(make_env(env_id).action_spec), "expert": policy}
     scores: dict[str, dict[str, tuple[float, float]]] = {}
     for row, policy in policies.items():
         scores[row] = {}
@@ -134,7 +134,7 @@ def write_report(spec: StudySpec) -> Path:
     ]
     plot_curves(spec, spec.out_dir / "curves.png")
     if demo_path is not None and demo_path.exists() and expert is not None:
-        plot_coverage(spec, demo_path, EXPERTS[expert].env_id, episodes, eval_seed, spec.out_dir / "coverage.png")
+        plot_coverage(spec, demo_path, expert_policy(expert)[1], episodes, eval_seed, spec.out_dir / "coverage.png")
         parts.append("![demo coverage](coverage.png)")
     report = spec.out_dir / "results.md"
     report.write_text("\n".join(parts) + "\n")

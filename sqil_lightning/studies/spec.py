@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from sqil_lightning.demos.experts import EXPERTS, is_checkpoint
 from sqil_lightning.errors import ConfigError
 
 # The W&B runs of a study's many fits would bury a dashboard; a study config may turn them back on.
@@ -62,7 +63,7 @@ class StudySpec:
     parallel: int = 2
     resources: Resources = field(default_factory=Resources)
     result_key: dict[str, str] = field(default_factory=dict)  # start setting -> result.json key
-    expert: str | None = None  # a built-in expert whose row the report adds
+    expert: str | None = None  # a built-in expert or an expert checkpoint (*.ckpt) whose row the report adds
     demo_path: Path | None = None  # the demos, for the report's coverage plot
     eval_episodes: int = 100  # the runs' final evaluation episodes and seed, for the expert's row
     eval_seed: int = 1_000_000
@@ -99,7 +100,7 @@ class StudySpec:
             parallel=int(raw.get("parallel", 2)),
             resources=Resources.parse(raw.get("resources"), path),
             result_key=result_key,
-            expert=raw.get("expert"),
+            expert=_expert(raw.get("expert"), path),
             demo_path=Path(raw["demo_path"]) if raw.get("demo_path") else None,
             eval_episodes=int(raw.get("eval_episodes", 100)),
             eval_seed=int(raw.get("eval_seed", 1_000_000)),
@@ -257,3 +258,11 @@ class StudyRun:
                     if value:
                         points[float(row["env_steps"])] = float(value)
         return sorted(points.items())
+
+
+def _expert(expert: str | None, path: Path) -> str | None:
+    """The study's ``expert``, checked when the study starts rather than when its report is written."""
+    if expert is None or is_checkpoint(str(expert)) or expert in EXPERTS:
+        return expert
+    raise ConfigError(f"study config {path}: expert = {expert!r} is neither a built-in expert {sorted(EXPERTS)} nor a checkpoint (*.ckpt)")
+
