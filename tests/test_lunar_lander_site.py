@@ -12,7 +12,9 @@ import pytest
 from gymnasium.envs.box2d.lunar_lander import LunarLander, heuristic
 
 import sqil_lightning  # noqa: F401  (registers the env id)
+from sqil_lightning.demos.experts import expert_env_id, make_expert
 from sqil_lightning.envs.make import LunarLanderSuccess, env_spaces, has_success, make_gym_env
+from sqil_lightning.envs.policy_evaluation import evaluate_policy
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.envs.lunar_lander_site import CENTRE_CHUNK, CHUNK_X, ENV_ID, SITE_CHUNKS, LunarLanderSite
 
@@ -224,3 +226,17 @@ def test_render_draws_the_flags_at_the_site():
     poles = [round(x * 30) for x in (CHUNK_X[1], CHUNK_X[3])]  # 60 and 180 pixels
     assert columns and all(any(p <= c <= p + 25 for p in poles) for c in columns)
     assert {p + 1 for p in poles} <= columns
+
+
+def test_the_scripted_site_expert_lands_on_sites_across_the_ground():
+    expert = make_expert("lunarlander_site_scripted")
+    assert expert_env_id("lunarlander_site_scripted") == ENV_ID
+    result = evaluate_policy(ENV_ID, expert, 20, 1000000)
+    landed_sites = set()
+    env = make_gym_env(ENV_ID)
+    for i, success in enumerate(result.successes):
+        if success:
+            landed_sites.add(round(float(env.reset(seed=1000000 + i)[0][8]), 1))
+    env.close()
+    assert result.success_rate >= 0.7  # 0.81 of the 100 evaluation episodes
+    assert len(landed_sites) >= 4  # between the flags of sites far left, far right and between

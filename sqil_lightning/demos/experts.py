@@ -19,6 +19,7 @@ from tensordict.nn import TensorDictModuleBase
 from tqdm.auto import tqdm
 
 from sqil_lightning.demos.store import DemoError, DemoFileNotFoundError, DemoSet
+from sqil_lightning.envs import lunar_lander_site
 from sqil_lightning.envs.car_racing import TrackFollower
 from sqil_lightning.envs.make import SUCCESS_WRAPPERS, attach_simulator, has_success, make_env, make_gym_env
 from sqil_lightning.envs.pixels import PixelPipeline
@@ -69,18 +70,30 @@ class ScriptedLunarLander(TensorDictModuleBase):
     in_keys = ["observation"]
     out_keys = ["action"]
     env_id = "LunarLander-v3"
+    values = slice(None)  # the observation values the heuristic reads: all 8
     _discrete_env = SimpleNamespace(unwrapped=SimpleNamespace(continuous=False))
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        obs = tensordict["observation"].detach().cpu().numpy()
+        obs = tensordict["observation"].detach().cpu().numpy()[..., self.values]
         flat = obs.reshape(-1, obs.shape[-1])
         actions = np.array([heuristic(self._discrete_env, row) for row in flat], dtype=np.int64)
         tensordict["action"] = torch.as_tensor(actions.reshape(obs.shape[:-1]))
         return tensordict
 
 
+class ScriptedLunarLanderSite(ScriptedLunarLander):
+    """gymnasium's controller flying to LunarLanderSite-v0's landing site: the env's first 8
+    observation values are gymnasium's measured from the site, so the heuristic steers to the site
+    unchanged. It fires gymnasium's four actions (0-3) only, never main and side together.
+    A second expert for comparison; the paper's expert, and the study's, is the deep-Q one."""
+
+    env_id = lunar_lander_site.ENV_ID
+    values = slice(0, 8)  # the 9th, the site's own x, is not needed: x is already from the site
+
+
 EXPERTS: dict[str, type[TensorDictModuleBase]] = {
     "lunarlander_scripted": ScriptedLunarLander,
+    "lunarlander_site_scripted": ScriptedLunarLanderSite,
     "carracing_scripted": TrackFollower,
 }
 
