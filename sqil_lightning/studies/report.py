@@ -82,16 +82,23 @@ COVERAGE_PANELS = (
 )
 
 
-def plot_coverage(spec: StudySpec, demo_path: Path, env_id: str, episodes: int, eval_seed: int, out: Path) -> Path:
-    """Demo states against the start states of each start setting on the evaluation seeds, in
-    position (x, y), tilt (angle, y) and turn rate (angular velocity, y): a shift may leave the
-    demos' places, their attitudes or their motions."""
+def start_observations(env_id: str, start_shift: dict | None, episodes: int, eval_seed: int) -> np.ndarray:
+    """The first observation of each evaluation episode (seeds ``eval_seed`` …) under a
+    ``data.start_shift`` spec (None: the env's own starts)."""
+    env = make_gym_env(env_id, start_shift=build_start_shift(start_shift))
+    observations = np.stack([env.reset(seed=eval_seed + i)[0] for i in range(episodes)])
+    env.close()
+    return observations
+
+
+def plot_coverage(start_settings: dict[str, dict], demo_path: Path, env_id: str, episodes: int, eval_seed: int, out: Path) -> Path:
+    """Demo states against the start states of each start setting (name -> its overrides) on the
+    evaluation seeds, in position (x, y), tilt (angle, y) and turn rate (angular velocity, y): a
+    shift may leave the demos' places, their attitudes or their motions."""
     demos = DemoSet.load(demo_path)
-    starts = {}
-    for name, overrides in spec.start_settings.items():
-        env = make_gym_env(env_id, start_shift=build_start_shift(overrides.get(START_SHIFT_KEY)))
-        starts[name] = np.stack([env.reset(seed=eval_seed + i)[0] for i in range(episodes)])
-        env.close()
+    starts = {
+        name: start_observations(env_id, overrides.get(START_SHIFT_KEY), episodes, eval_seed) for name, overrides in start_settings.items()
+    }
     fig, axes = plt.subplots(1, len(COVERAGE_PANELS), figsize=(5 * len(COVERAGE_PANELS), 4.5))
     for ax, (i, j, xlabel, ylabel) in zip(axes, COVERAGE_PANELS):
         ax.scatter(demos.observations[:, i], demos.observations[:, j], s=1, alpha=0.15, color="grey", label="demo states")
@@ -134,7 +141,7 @@ def write_report(spec: StudySpec) -> Path:
     ]
     plot_curves(spec, spec.out_dir / "curves.png")
     if demo_path is not None and demo_path.exists() and expert is not None:
-        plot_coverage(spec, demo_path, expert_policy(expert)[1], episodes, eval_seed, spec.out_dir / "coverage.png")
+        plot_coverage(spec.start_settings, demo_path, expert_policy(expert)[1], episodes, eval_seed, spec.out_dir / "coverage.png")
         parts.append("![demo coverage](coverage.png)")
     report = spec.out_dir / "results.md"
     report.write_text("\n".join(parts) + "\n")
