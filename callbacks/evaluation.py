@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
@@ -27,7 +28,10 @@ class Evaluation(Callback):
     Metrics are logged as ``eval/<how>/return``, ``eval/<how>/success_rate`` and
     ``eval/<how>/episode_length``, where <how> says how the policy acted: ``greedy`` (argmax Q),
     ``mean_action`` (SAC's deterministic action) or ``stochastic`` (sampling the policy the agent
-    trains with). The final evaluation is written to ``<log_dir>/result.json``.
+    trains with). The final evaluation is written to ``<log_dir>/result.json``. The periodic
+    figures are also the trainer's callback metrics, so ``checkpoint.monitor:
+    eval/greedy/success_rate`` (with ``mode: max``, ``save_top_k: 1``) keeps the checkpoint of the
+    best evaluation.
 
     Args:
         every_n_steps: gradient steps between evaluations.
@@ -64,6 +68,7 @@ class Evaluation(Callback):
         self.modes = list(modes)
         self.video_every_n_evaluations = video_every_n_evaluations
         self.evaluations_done = 0
+        self.latest_metrics: dict[str, float] = {}  # the latest evaluation's eval/… figures
         self.result_path: Path | None = None
         self._fit_start = time.perf_counter()
         self._evaluating_s = 0.0  # wall-clock spent in this fit's evaluations so far
@@ -94,6 +99,7 @@ class Evaluation(Callback):
         self.evaluations_done += 1
         every = self.video_every_n_evaluations
         with_video = every > 0 and self.evaluations_done % every == 0
+        self.latest_metrics = {}
         start_sets = [("eval", "", None)]
         if task.start_shift is not None:
             start_sets.append(("eval_shifted", "_shifted", task.start_shift))
@@ -120,6 +126,7 @@ class Evaluation(Callback):
         metrics["time/train_s"] = self._train_s
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
+        self.latest_metrics.update({key: value for key, value in metrics.items() if key.startswith(prefix)})
         key = "success" if result.success_rate is not None else "return"
         value = result.success_rate if result.success_rate is not None else result.mean_return
         trainer.progress_bar_metrics[f"{progress_key}_{key}"] = round(value, 3)
@@ -142,8 +149,14 @@ class Evaluation(Callback):
         # The last step is left to the longer final evaluation. Under DDP every rank holds the same
         # weights, so rank 0 alone plays the episodes (loggers write from rank 0 only anyway).
         periodic = intervals_passed(trainer, batch, self.every_n_steps) > 0 and trainer.global_step < trainer.max_steps
-        if periodic and trainer.is_global_zero:
+        if not periodic:
+            return
+        if trainer.is_global_zero:
             self.evaluate(trainer, pl_module, self.episodes)
+        # Every rank gets rank 0's figures as callback metrics, so `checkpoint.monitor` can keep the
+        # best evaluation's checkpoint (ModelCheckpoint runs after this callback and decides on every rank).
+        latest = trainer.strategy.broadcast(self.latest_metrics, src=0)
+        trainer.callback_metrics.update({key: torch.tensor(value) for key, value in latest.items()})
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.final_episodes == 0 or trainer.interrupted:

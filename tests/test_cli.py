@@ -306,3 +306,24 @@ def test_evaluations_log_training_time_without_the_earlier_evaluations(fit_run):
     assert 0 < periodic_train <= periodic_elapsed
     # Between the two the periodic evaluation ran: elapsed time counts it, training time does not.
     assert final_elapsed - periodic_elapsed > final_train - periodic_train > 0
+
+
+def test_checkpoint_monitor_keeps_the_best_periodic_evaluation(tmp_path, monkeypatch, lunarlander_demo_file):
+    monkeypatch.chdir(tmp_path)
+    args = fit_args(
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
+        "--data.demo_path", str(lunarlander_demo_file),
+        "--evaluation.every_n_steps", "40", "--evaluation.episodes", "2", "--evaluation.final_episodes", "0",
+        "--checkpoint.every_n_train_steps", "40", "--checkpoint.dirpath", str(tmp_path / "ckpt"),
+        "--checkpoint.monitor", "eval/greedy/return", "--checkpoint.mode", "max",
+        "--checkpoint.save_top_k", "1", "--checkpoint.filename", "best",
+    )  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):
+        main(args)
+    with open(tmp_path / "logs" / "fast" / "version_0" / "metrics.csv") as f:
+        evaluations = {int(r["step"]): float(r["eval/greedy/return"]) for r in csv.DictReader(f) if r.get("eval/greedy/return")}
+    assert sorted(evaluations) == [40, 80, 120, 160, 200, 240, 280]
+    best_step = max(evaluations, key=evaluations.get)
+    best = torch.load(tmp_path / "ckpt" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert best["global_step"] == best_step
+    assert (tmp_path / "ckpt" / "last.ckpt").is_file()
