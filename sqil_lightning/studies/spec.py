@@ -265,4 +265,3 @@ def _expert(expert: str | None, path: Path) -> str | None:
     if expert is None or is_checkpoint(str(expert)) or expert in EXPERTS:
         return expert
     raise ConfigError(f"study config {path}: expert = {expert!r} is neither a built-in expert {sorted(EXPERTS)} nor a checkpoint (*.ckpt)")
-
