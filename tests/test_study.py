@@ -20,7 +20,7 @@ from sqil_lightning.envs.policy_evaluation import evaluate_policy
 from sqil_lightning.envs.start_states import build_start_shift
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.learners.checkpoint import load_learner
-from sqil_lightning.studies.report import START_SHIFT_KEY, reference_scores
+from sqil_lightning.studies.report import START_SHIFT_KEY, reference_identity, reference_scores
 from sqil_lightning.studies.spec import StudySpec
 from sqil_lightning.studies.study import mean_and_standard_error
 
@@ -136,7 +136,34 @@ def test_an_expert_checkpoint_gives_the_expert_row_of_its_greedy_policy(tiny_stu
         expected = evaluate_policy(env_id, greedy, spec.eval_episodes, spec.eval_seed, start_shift=shift).success_rate
         assert rows["expert"][start][0] == expected
     # Not the scripted expert's row: the tiny fit lands none of the episodes the scripted expert lands.
-    assert rows["expert"] != json.loads((tiny_study["spec"].out_dir / "references.json").read_text())["expert"]
+    assert rows["expert"] != reference_scores(tiny_study["spec"], tiny_study["spec"].expert)["expert"]
+
+
+def test_the_reference_rows_are_made_again_when_what_made_them_changed(tmp_path):
+    def spec_with(**changes) -> StudySpec:
+        raw = {"out_dir": str(tmp_path / "out"), "configs": [], "seeds": [0], "start_settings": {"s0_demo": {}}}
+        raw.update(methods={"sqil": {}}, expert="lunarlander_scripted", eval_episodes=2, eval_seed=1000000)
+        raw.update(changes)
+        path = tmp_path / "study.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return StudySpec.load(path)
+
+    spec = spec_with()
+    reference_scores(spec, spec.expert)
+    cache = spec.out_dir / "references.json"
+    marked = json.loads(cache.read_text())
+    marked["scores"]["expert"]["s0_demo"] = [0.123, 0.0]  # a value no evaluation of 2 episodes gives
+    cache.write_text(json.dumps(marked))
+    assert reference_scores(spec, spec.expert)["expert"]["s0_demo"] == (0.123, 0.0)  # same expert and episodes: cached
+    cache.write_text(json.dumps(marked))
+    other_episodes = spec_with(eval_seed=7)
+    assert reference_scores(other_episodes, other_episodes.expert)["expert"]["s0_demo"] != (0.123, 0.0)
+    # A checkpoint retrained at the same path is another expert.
+    checkpoint = tmp_path / "best.ckpt"
+    checkpoint.write_bytes(b"first")
+    before = reference_identity(spec, str(checkpoint))
+    checkpoint.write_bytes(b"second")
+    assert reference_identity(spec, str(checkpoint)) != before
 
 
 def test_an_unknown_expert_is_refused_when_the_study_starts(tmp_path):

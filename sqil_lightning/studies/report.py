@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchrl.envs.utils import RandomPolicy  # noqa: E402
 
-from sqil_lightning.demos.experts import expert_policy  # noqa: E402
+from sqil_lightning.demos.experts import expert_policy, is_checkpoint  # noqa: E402
 from sqil_lightning.demos.store import DemoSet  # noqa: E402
 from sqil_lightning.envs.make import make_env, make_gym_env  # noqa: E402
 from sqil_lightning.envs.policy_evaluation import evaluate_policy  # noqa: E402
@@ -25,13 +26,26 @@ from sqil_lightning.studies.study import mean_and_standard_error, study_table  #
 START_SHIFT_KEY = "data.start_shift"
 
 
+def reference_identity(spec: StudySpec, expert: str) -> dict:
+    """What the reference rows depend on: the expert (a checkpoint by its content, so a retrained
+    file at the same path counts as another expert), the evaluation episodes and the start settings."""
+    made_by = expert
+    if is_checkpoint(expert) and Path(expert).is_file():
+        made_by = f"{expert} (sha256 {hashlib.sha256(Path(expert).read_bytes()).hexdigest()})"
+    starts = {name: overrides.get(START_SHIFT_KEY) for name, overrides in spec.start_settings.items()}
+    return {"expert": made_by, "eval_episodes": spec.eval_episodes, "eval_seed": spec.eval_seed, "start_settings": starts}
+
+
 def reference_scores(spec: StudySpec, expert: str) -> dict[str, dict[str, tuple[float, float]]]:
     """Success rate (± s.e. over episodes) of uniformly random actions and of the expert (built-in,
     or a checkpoint) from each start setting, on the runs' evaluation episodes (the paper's Random and Expert rows);
-    cached in ``<out_dir>/references.json``."""
+    cached in ``<out_dir>/references.json`` with what made them, and made again when any of that changed."""
     cache = spec.out_dir / "references.json"
+    identity = json.loads(json.dumps(reference_identity(spec, expert)))  # as it reads back from the file
     if cache.exists():
-        return {row: {k: tuple(v) for k, v in scores.items()} for row, scores in json.loads(cache.read_text()).items()}
+        cached = json.loads(cache.read_text())
+        if cached.get("made_by") == identity:
+            return {row: {k: tuple(v) for k, v in scores.items()} for row, scores in cached["scores"].items()}
     policy, env_id = expert_policy(expert)
     torch.manual_seed(0)  # the random policy draws from torch's RNG
     policies = {"random": RandomPolicy(make_env(env_id).action_spec), "expert": policy}
@@ -43,7 +57,7 @@ def reference_scores(spec: StudySpec, expert: str) -> dict[str, dict[str, tuple[
             rate = evaluate_policy(env_id, policy, spec.eval_episodes, spec.eval_seed, start_shift=shift).success_rate
             scores[row][name] = (rate, math.sqrt(rate * (1 - rate) / spec.eval_episodes))
     spec.out_dir.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(scores))
+    cache.write_text(json.dumps({"made_by": identity, "scores": scores}, indent=1))
     return scores
 
 
