@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import inspect
 import io
 import json
 from pathlib import Path
@@ -16,6 +17,7 @@ from sqil_lightning import SACSQIL, SoftQSQIL, SQILDataModule
 from sqil_lightning.cli import lightning_main
 from sqil_lightning.commands import main
 from sqil_lightning.demos.store import DemoSet
+from sqil_lightning.learners.soft_q import SoftQLearner
 
 from fit_process import BASE_CONFIG, FAST_CONFIG, REPO, fit_args
 
@@ -88,6 +90,18 @@ def test_lunarlander_config_links_env_sizes_into_the_model(tmp_path, monkeypatch
     assert tuple(cli.model.hparams.observation_shape) == (8,)
     assert cli.model.hparams.action_space == {"n": 4}
     assert cli.model.q_network(torch.zeros(1, 8)).shape == (1, 4)
+
+
+@pytest.mark.parametrize("learner", ["SoftQSQILT", "GAILSoftQ"])
+def test_the_baselines_take_every_soft_q_knob_from_the_command_line(learner, tmp_path, monkeypatch):
+    # The baselines extend SoftQLearner; a knob added there must reach them through the CLI too.
+    monkeypatch.chdir(tmp_path)
+    args = ["--config", str(BASE_CONFIG), "--model.class_path", f"sqil_lightning.{learner}"]
+    cli = lightning_main([*args, "--model.init_args.acting_temperature", "0.7", "--model.init_args.huber_delta", "2.0"], run=False)
+    soft_q_knobs = set(inspect.signature(SoftQLearner.__init__).parameters) - {"self"}
+    assert soft_q_knobs <= set(cli.model.hparams)
+    assert (cli.model.hparams.acting_temperature, cli.model.hparams.huber_delta) == (0.7, 2.0)
+    assert cli.model.policy(deterministic=False) is not None
 
 
 # --- a short fit -----------------------------------------------------------------------------------------

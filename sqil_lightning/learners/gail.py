@@ -52,20 +52,13 @@ class GAILSoftQ(SoftQLearner):
         self,
         observation_shape: tuple[int, ...],
         action_space: dict[str, Any],
-        hidden_sizes: tuple[int, ...] = (128, 128),
-        gamma: float = 0.97,
-        temperature: float = 0.1,
-        lambda_samp: float = 0.1,
-        lr: float = 1e-3,
-        target_tau: float = 0.005,
-        final_lr_fraction: float = 0.1,
-        encoder: str | None = None,
         discriminator_hidden_sizes: tuple[int, ...] = (128, 128),
+        **soft_q_args: Any,
     ) -> None:
-        super().__init__(
-            observation_shape, action_space, hidden_sizes, gamma, temperature, lambda_samp, lr, target_tau, final_lr_fraction, encoder
-        )
-        if encoder is not None:
+        # Every other knob is forwarded by name, so the command line and the saved hyperparameters
+        # know each one `SoftQLearner` takes, today's and tomorrow's.
+        super().__init__(observation_shape, action_space, **soft_q_args)
+        if self.hparams.encoder is not None:
             raise ConfigError("model sqil_lightning.GAILSoftQ: its discriminator is an MLP on vector observations; set model.encoder null")
         self.discriminator = Discriminator(int(torch.Size(observation_shape).numel()), action_space["n"], list(discriminator_hidden_sizes))
         module = TensorDictModule(self.discriminator, in_keys=["observation", "action"], out_keys=["d_logits"])

@@ -30,20 +30,13 @@ class SoftQSQILT(SoftQLearner):
         self,
         observation_shape: tuple[int, ...],
         action_space: dict[str, Any],
-        hidden_sizes: tuple[int, ...] = (128, 128),
-        gamma: float = 0.97,
-        temperature: float = 0.1,
-        lambda_samp: float = 0.1,
-        lr: float = 1e-3,
-        target_tau: float = 0.005,
-        final_lr_fraction: float = 0.1,
-        encoder: str | None = None,
         bc_weight: float = 1.0,
+        **soft_q_args: Any,
     ) -> None:
+        # Every other knob is forwarded by name, so the command line and the saved hyperparameters
+        # know each one `SoftQLearner` takes, today's and tomorrow's.
         check_hyperparameter("bc_weight", bc_weight, 0.0)
-        super().__init__(
-            observation_shape, action_space, hidden_sizes, gamma, temperature, lambda_samp, lr, target_tau, final_lr_fraction, encoder
-        )
+        super().__init__(observation_shape, action_space, **soft_q_args)
 
     def losses(self, batch: TensorDictBase) -> dict[str, torch.Tensor]:
         hp = self.hparams
