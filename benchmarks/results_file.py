@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 from importlib.metadata import version
@@ -26,3 +27,9 @@ def append_section(title: str, command: str, lines: list[str]) -> None:
     body = "\n".join([f"\n## {title} ({today})\n", f"Command: `{command}`", "", *lines, ""])
     with RESULTS.open("a") as f:
         f.write(body)
+
+
+def write_figures(figures_json: Path, figures: dict, title: str, command: str, lines: list[str]) -> None:
+    """The machine-readable figures to ``figures_json`` (docs/benchmarks/), and their section."""
+    figures_json.write_text(json.dumps(figures, indent=1) + "\n")
+    append_section(title, command, lines)

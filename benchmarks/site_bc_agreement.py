@@ -23,7 +23,7 @@ import torch
 from tensordict import TensorDict
 from tqdm.auto import tqdm
 
-from results_file import append_section
+from results_file import write_figures
 from site_shift_ladder import LADDER, final_checkpoints
 from site_start_states import shift_spec
 
@@ -88,9 +88,9 @@ def main() -> None:
     ]
     print("\n".join(table))
     if args.write:
-        args.out.write_text(json.dumps({"episodes": args.episodes, "eval_seed": args.eval_seed, "seeds": per_seed}, indent=1) + "\n")
+        figures = {"episodes": args.episodes, "eval_seed": args.eval_seed, "seeds": per_seed}
         command = f"python benchmarks/site_bc_agreement.py --study {args.study} --expert {args.expert} --demos {args.demos} --write"
-        append_section("LunarLanderSite-v0: BC's actions against the expert's", command, table)
+        write_figures(args.out, figures, "LunarLanderSite-v0: BC's actions against the expert's", command, table)
 
 
 if __name__ == "__main__":

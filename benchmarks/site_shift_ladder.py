@@ -15,14 +15,13 @@ effect could show:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from results_file import append_section
+from results_file import write_figures
 from site_start_states import OFFSET, shift_spec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,19 +73,19 @@ def main() -> None:
     bc = final_checkpoints(args.study, "bc")
     if not bc:
         parser.error(f"--study {args.study} has no bc/s0_train/seed*/logs/version_*/checkpoints/last.ckpt")
-    rows, figures = [], {}
+    rows, families = [], {}
     for name, init_args in tqdm(LADDER.items(), desc="start families"):
         expert = success(args.expert, init_args, args.episodes, args.eval_seed)
         per_seed = [success(ckpt, init_args, args.episodes, args.eval_seed) for ckpt in bc]
-        figures[name] = {"start_shift": {"class_path": OFFSET, "init_args": init_args}, "expert": expert, "bc": per_seed}
+        families[name] = {"start_shift": {"class_path": OFFSET, "init_args": init_args}, "expert": expert, "bc": per_seed}
         rows.append(f"| {name} | {expert:.2f} | {statistics.mean(per_seed):.2f} | {' '.join(f'{s:.2f}' for s in per_seed)} |")
         print(rows[-1], flush=True)
     table = ["| start family | expert | BC (mean) | BC per seed |", "| --- | --- | --- | --- |", *rows]
     print("\n".join(table))
     if args.write:
-        args.out.write_text(json.dumps({"episodes": args.episodes, "eval_seed": args.eval_seed, "families": figures}, indent=1) + "\n")
+        figures = {"episodes": args.episodes, "eval_seed": args.eval_seed, "families": families}
         command = f"python benchmarks/site_shift_ladder.py --study {args.study} --expert {args.expert} --write"
-        append_section("LunarLanderSite-v0: where cloning stops landing", command, table)
+        write_figures(args.out, figures, "LunarLanderSite-v0: where cloning stops landing", command, table)
 
 
 if __name__ == "__main__":
