@@ -11,12 +11,15 @@ import numpy as np
 import pytest
 from gymnasium.envs.box2d.lunar_lander import LunarLander, heuristic
 
-import sqil_lightning  # noqa: F401  (registers the env id)
+from sqil_lightning import DemoSet  # importing the package registers the env id
+from sqil_lightning.cli import lightning_main
 from sqil_lightning.demos.experts import expert_env_id, make_expert
 from sqil_lightning.envs.make import LunarLanderSuccess, env_spaces, has_success, make_gym_env
 from sqil_lightning.envs.policy_evaluation import evaluate_policy
 from sqil_lightning.errors import ConfigError
 from sqil_lightning.envs.lunar_lander_site import CENTRE_CHUNK, CHUNK_X, ENV_ID, SITE_CHUNKS, LunarLanderSite
+
+from fit_process import REPO
 
 # The action table the env promises, written out here rather than imported: index ->
 # gymnasium continuous command [main (-1 off, +1 full), lateral (-1 left, 0 none, +1 right)].
@@ -240,3 +243,28 @@ def test_the_scripted_site_expert_lands_on_sites_across_the_ground():
     env.close()
     assert result.success_rate >= 0.7  # 0.81 of the 100 evaluation episodes
     assert len(landed_sites) >= 4  # between the flags of sites far left, far right and between
+
+
+def test_the_readmes_two_commands_train_the_deep_q_expert_then_sqil_on_its_demos(tmp_path, monkeypatch):
+    """The README's two commands on a fresh checkout, at tiny budgets: the expert overlay keeps its
+    best evaluation where conf/lunarlander_site.yaml's demo_expert looks, and the SQIL fit records
+    its demos from that checkpoint on first use."""
+    tiny = [
+        "--trainer.max_steps", "40", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", "--wandb.mode", "disabled",
+        "--data.initial_env_steps", "200", "--data.batch_size", "32", "--model.init_args.hidden_sizes", "[16,16]",
+        "--evaluation.episodes", "1", "--evaluation.final_episodes", "1", "--evaluation.video_every_n_evaluations", "0",
+    ]  # fmt: skip
+    task = ["fit", "--config", str(REPO / "conf" / "lunarlander_site.yaml")]
+    monkeypatch.chdir(tmp_path)
+    expert_overlay = ["--config", str(REPO / "conf" / "experts" / "lunarlander_site.yaml")]
+    lightning_main([*task, *expert_overlay, *tiny, "--evaluation.every_n_steps", "20", "--checkpoint.every_n_train_steps", "20"], run=True)
+    expert = tmp_path / "experts" / ENV_ID / "best.ckpt"
+    assert expert.is_file()
+
+    lightning_main([*task, *tiny, "--data.demo_episodes", "2"], run=True)
+    (demo_file,) = (tmp_path / "demos").glob("*.npz")
+    demos = DemoSet.load(demo_file)
+    assert demos.metadata["env_id"] == ENV_ID and demos.num_episodes == 2
+    assert demos.observations.shape[1:] == (9,)
+    assert list((tmp_path / "runs" / "lunarlander_site").glob("version_0/checkpoints/last.ckpt"))
