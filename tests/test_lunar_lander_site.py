@@ -266,5 +266,6 @@ def test_the_readmes_two_commands_train_the_deep_q_expert_then_sqil_on_its_demos
     (demo_file,) = (tmp_path / "demos").glob("*.npz")
     demos = DemoSet.load(demo_file)
     assert demos.metadata["env_id"] == ENV_ID and demos.num_episodes == 2
+    assert demos.metadata["source"].startswith(f"checkpoint experts/{ENV_ID}/best.ckpt")  # the overlay's expert
     assert demos.observations.shape[1:] == (9,)
     assert list((tmp_path / "runs" / "lunarlander_site").glob("version_0/checkpoints/last.ckpt"))
