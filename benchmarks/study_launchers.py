@@ -6,13 +6,14 @@ launcher runs it through the real command line into a fresh out_dir of its own, 
 whole `study` command (start-up, fits, report). A zero-step fit of each method first makes the demo
 files the runs read, so neither launcher pays for them.
 
-    python benchmarks/study_launchers.py --write   # hours: the S0^demo half, twice
+    python benchmarks/study_launchers.py --write   # hours: the S0^demo half, twice; docs/results.md and docs/benchmarks/study_launchers.json
     python benchmarks/study_launchers.py --tiny    # a few minutes: 2 methods x 2 seeds, tiny budgets; writes nothing
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_file import append_section, machine_line  # noqa: E402
+from results_file import machine_line, write_figures  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -32,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from sqil_lightning.studies.spec import StudyRun, StudySpec  # noqa: E402
 
 LAUNCHERS = ("local", "ray")
+FIGURES = REPO / "docs" / "benchmarks" / "study_launchers.json"
 # A check that the script runs end to end, in seconds a fit: tests/conf/fast.yaml's sizes.
 TINY_COMMON = {"trainer.max_steps": 120, "data.initial_env_steps": 100, "data.demo_episodes": 3, "evaluation.episodes": 2}
 
@@ -111,10 +113,11 @@ def main() -> None:
         print(f"{launcher}: {seconds[launcher]:.1f} s", flush=True)
     runs = [run for run in StudySpec.load(studies["local"]).runs() if run.start in args.start_settings]
     overhead = seconds["ray"] / seconds["local"] - 1
+    config_name = args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config
     lines = [
         f"{machine_line()} ray {version('ray')}.",
         (
-            f"{len(runs)} fits of {args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config} "
+            f"{len(runs)} fits of {config_name} "
             f"(start settings {', '.join(args.start_settings)}), {args.parallel} at a time; each launcher into a fresh "
             "out_dir, the whole `study` command timed (start-up, fits, report)."
         ),
@@ -124,9 +127,18 @@ def main() -> None:
         f"| local pool | {seconds['local']:.0f} s |",
         f"| Ray (a local instance, --parallel {args.parallel}) | {seconds['ray']:.0f} s ({overhead:+.1%}) |",
     ]
-    print("\n".join(lines))
+    figures = {
+        "config": str(config_name),
+        "start_settings": args.start_settings,
+        "fits": len(runs),
+        "parallel": args.parallel,
+        "seconds": {launcher: round(value, 1) for launcher, value in seconds.items()},
+        "ray_overhead": round(overhead, 4),
+    }
+    print("\n".join(lines), json.dumps(figures), sep="\n")
     if args.write:
-        append_section("Study launchers: local pool vs Ray", "python benchmarks/study_launchers.py " + " ".join(sys.argv[1:]), lines)
+        command = "python benchmarks/study_launchers.py " + " ".join(sys.argv[1:])
+        write_figures(FIGURES, figures, "Study launchers: local pool vs Ray", command, lines)
 
 
 if __name__ == "__main__":
